@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test`.
+# Each creates .venv from requirements.txt on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-slow test-all demo clean
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on a built-in default.
+run: $(STAMP)
+	$(PY) -m experiments.gmm_demo --workdir=runs/gmm_demo
+
+## The fast suite (CPU, a few minutes).
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## Long end-to-end runs only.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m experiments.gmm_demo --workdir=runs/gmm_demo
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

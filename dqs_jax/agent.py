@@ -1,0 +1,315 @@
+"""The DQS agent: config, training state and the pure `init / update / act`.
+
+`update` does one TD step on the critic ensemble, one iDEM step on the score
+network and one Polyak update of the target critic. The iDEM target and the
+TD target both use the pre-update critic (the choice of the later public
+reuse of the authors' code; SPEC §6).
+"""
+
+import dataclasses
+from typing import Tuple
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from dqs_jax import losses
+from dqs_jax.networks import CriticEnsemble, ScoreNetwork
+from dqs_jax.sampler import sample_reverse_sde
+from dqs_jax.schedule import GeometricSchedule
+from dqs_jax.temperature import log_linear_temperature
+from dqs_jax.types import Batch, Metrics, Params, PRNGKey
+
+
+@dataclasses.dataclass(frozen=True)
+class DQSConfig:
+    """Hyper-parameters of DQS; defaults follow SPEC §9 (DMC).
+
+    Shape-deciding fields (widths, K, steps) are static: a `DQSConfig` is
+    hashable and lives as a static field of `TrainState`.
+    """
+
+    hidden_dims: Tuple[int, ...] = (256, 256)  # score network (residual)
+    critic_hidden_dims: Tuple[int, ...] = (256, 256)
+    embed_dim: int = 128  # sinusoidal embedding of t and of temperature
+    num_critics: int = 2
+    actor_lr: float = 3e-4
+    critic_lr: float = 1e-3
+    discount: float = 0.99
+    tau: float = 0.005
+    num_mc_samples: int = 1000  # K of the iDEM estimate
+    num_sampling_steps: int = 20  # Euler-Maruyama steps of the sampler
+    sigma_min: float = 1e-5
+    sigma_max: float = 1.0
+    init_temperature: float = 0.05
+    final_temperature: float = 0.05
+    temperature_anneal_steps: int = 0  # 0: constant init_temperature
+    max_action: float = 1.0
+    score_activation: str = "gelu"
+    critic_activation: str = "relu"
+
+    def __post_init__(self):
+        for name in ("hidden_dims", "critic_hidden_dims"):
+            object.__setattr__(self, name,
+                               tuple(int(w) for w in getattr(self, name)))
+        positive_ints = ("embed_dim", "num_critics", "num_mc_samples",
+                         "num_sampling_steps")
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"DQSConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        positive = ("actor_lr", "critic_lr", "init_temperature",
+                    "final_temperature", "max_action")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"DQSConfig.{name} must be > 0, got {getattr(self, name)}.")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"DQSConfig.discount must be in [0, 1], got "
+                             f"{self.discount}.")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"DQSConfig.tau must be in (0, 1], got {self.tau}.")
+        if not self.hidden_dims or not self.critic_hidden_dims:
+            raise ValueError("hidden_dims and critic_hidden_dims must be "
+                             "non-empty.")
+        if len(set(self.hidden_dims)) != 1:
+            raise ValueError("DQSConfig.hidden_dims must all be equal (residual "
+                             f"blocks), got {self.hidden_dims}.")
+        self.schedule  # Validates sigma_min < sigma_max.
+
+    @property
+    def schedule(self) -> GeometricSchedule:
+        return GeometricSchedule(self.sigma_min, self.sigma_max)
+
+    def temperature(self, step) -> jax.Array:
+        """Temperature after `step` updates (SPEC §7); float32, shape of `step`."""
+        return log_linear_temperature(step, self.init_temperature,
+                                      self.final_temperature,
+                                      self.temperature_anneal_steps)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything `update` changes, as one pytree; `config` and dims are static."""
+
+    score_params: Params
+    critic_params: Params
+    target_critic_params: Params
+    score_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    step: jax.Array  # int32 scalar: number of updates done
+    key: PRNGKey
+    config: DQSConfig = flax.struct.field(pytree_node=False)
+    obs_dim: int = flax.struct.field(pytree_node=False)
+    act_dim: int = flax.struct.field(pytree_node=False)
+
+    @property
+    def temperature(self) -> jax.Array:
+        """Current temperature (float32 scalar)."""
+        return self.config.temperature(self.step)
+
+
+def score_network(config: DQSConfig) -> ScoreNetwork:
+    """The score network module `config` describes."""
+    return ScoreNetwork(config.hidden_dims, config.embed_dim,
+                        config.score_activation)
+
+
+def critic_network(config: DQSConfig) -> CriticEnsemble:
+    """The critic ensemble module `config` describes."""
+    return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
+                          config.critic_activation)
+
+
+def _optimisers(config: DQSConfig):
+    return optax.adam(config.actor_lr), optax.adam(config.critic_lr)
+
+
+def init(config: DQSConfig, obs_dim: int, act_dim: int,
+         key: PRNGKey) -> TrainState:
+    """Fresh parameters, optimiser states and target critic.
+
+    Args:
+      config: hyper-parameters.
+      obs_dim: `o`, flat observation size.
+      act_dim: `d`, action size.
+      key: PRNG key; the state keeps a split of it for later updates.
+
+    Returns:
+      A `TrainState` with `step == 0`.
+    """
+    if obs_dim < 1 or act_dim < 1:
+        raise ValueError(f"obs_dim and act_dim must be >= 1, got {obs_dim}, "
+                         f"{act_dim}.")
+    key, score_key, critic_key = jax.random.split(key, 3)
+    obs = jnp.zeros((1, obs_dim), jnp.float32)
+    act = jnp.zeros((1, act_dim), jnp.float32)
+    score_params = score_network(config).init(
+        score_key, act, jnp.zeros((1,)), obs, jnp.ones((1,)))
+    critic_params = critic_network(config).init(critic_key, obs, act)
+    score_opt, critic_opt = _optimisers(config)
+    return TrainState(
+        score_params=score_params,
+        critic_params=critic_params,
+        target_critic_params=critic_params,
+        score_opt_state=score_opt.init(score_params),
+        critic_opt_state=critic_opt.init(critic_params),
+        step=jnp.zeros((), jnp.int32),
+        key=key,
+        config=config,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+    )
+
+
+def sample_actions(config: DQSConfig, score_params: Params,
+                   observations: jax.Array, temperature, key: PRNGKey,
+                   noise_scale: float) -> jax.Array:
+    """Policy samples `a = max_action * tanh(x_0)` by the reverse SDE.
+
+    Args:
+      config: hyper-parameters.
+      score_params: score network parameters.
+      observations: `[N, o]`.
+      temperature: scalar temperature the score network is conditioned on.
+      key: PRNG key.
+      noise_scale: 1.0 samples the policy; 0.0 is the deterministic sampler,
+        started from `x_1 = 0`, so that its result does not depend on `key`.
+
+    Returns:
+      `[N, d]` actions in `[-max_action, max_action]`.
+    """
+    chex.assert_rank(observations, 2)
+    net = score_network(config)
+    act_dim = _act_dim(score_params)
+    init_key, sde_key = jax.random.split(key)
+    shape = (observations.shape[0], act_dim)
+    if noise_scale == 0.0:
+        x_init = jnp.zeros(shape, jnp.float32)
+    else:
+        x_init = (jnp.sqrt(config.schedule.h(1.0))
+                  * jax.random.normal(init_key, shape, jnp.float32))
+
+    def score_fn(x, t):
+        return net.apply(score_params, x, t, observations, temperature)
+
+    x_0 = sample_reverse_sde(score_fn, x_init, config.schedule,
+                             config.num_sampling_steps, sde_key, noise_scale)
+    return config.max_action * jnp.tanh(x_0)
+
+
+def _act_dim(score_params: Params) -> int:
+    return score_params["params"]["output"]["bias"].shape[-1]
+
+
+def _check_batch(state: TrainState, batch: Batch) -> None:
+    chex.assert_rank(list(batch), [2, 2, 1, 1, 2])
+    batch_size = batch.observations.shape[0]
+    chex.assert_shape(batch.observations, (batch_size, state.obs_dim))
+    chex.assert_shape(batch.next_observations, (batch_size, state.obs_dim))
+    chex.assert_shape(batch.actions, (batch_size, state.act_dim))
+    chex.assert_shape([batch.rewards, batch.discounts], (batch_size,))
+
+
+def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
+    """One DQS update: TD step, iDEM score step, Polyak target update.
+
+    Pure; `jax.jit(update)` compiles once per batch shape.
+
+    Args:
+      state: current training state.
+      batch: `Batch` of `B` transitions (`[B, o]`, `[B, d]`, `[B]`, `[B]`,
+        `[B, o]`), actions in `[-max_action, max_action]`.
+
+    Returns:
+      `(new_state, metrics)`, metrics a flat dict of float32 scalars.
+    """
+    _check_batch(state, batch)
+    config = state.config
+    score_net, critic_net = score_network(config), critic_network(config)
+    score_opt, critic_opt = _optimisers(config)
+    key, next_key, idem_key = jax.random.split(state.key, 3)
+    temperature = state.temperature
+
+    # TD step (SPEC §6): a' ~ pi(.|s') from the diffusion policy, c = 1.
+    next_actions = sample_actions(config, state.score_params,
+                                  batch.next_observations, temperature,
+                                  next_key, noise_scale=1.0)
+
+    def target_q(obs, act):
+        return critic_net.apply(state.target_critic_params, obs, act)
+
+    def critic_objective(params):
+        return losses.td_loss_with_aux(
+            lambda o, a: critic_net.apply(params, o, a), target_q,
+            batch.observations, batch.actions, batch.rewards, batch.discounts,
+            batch.next_observations, next_actions, config.discount)
+
+    (critic_loss, critic_aux), critic_grads = jax.value_and_grad(
+        critic_objective, has_aux=True)(state.critic_params)
+
+    # iDEM step (SPEC §3-4): Q = min over the pre-update online ensemble.
+    def min_q(obs, act):
+        return jnp.min(critic_net.apply(state.critic_params, obs, act))
+
+    def score_objective(params):
+        return losses.idem_loss_with_aux(
+            lambda x, t, o, temp: score_net.apply(params, x, t, o, temp),
+            min_q, batch.observations, batch.actions, temperature, idem_key,
+            schedule=config.schedule, num_samples=config.num_mc_samples)
+
+    (score_loss, score_aux), score_grads = jax.value_and_grad(
+        score_objective, has_aux=True)(state.score_params)
+
+    critic_updates, critic_opt_state = critic_opt.update(
+        critic_grads, state.critic_opt_state, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, critic_updates)
+    score_updates, score_opt_state = score_opt.update(
+        score_grads, state.score_opt_state, state.score_params)
+    score_params = optax.apply_updates(state.score_params, score_updates)
+    target_params = optax.incremental_update(
+        critic_params, state.target_critic_params, config.tau)
+
+    new_state = state.replace(
+        score_params=score_params,
+        critic_params=critic_params,
+        target_critic_params=target_params,
+        score_opt_state=score_opt_state,
+        critic_opt_state=critic_opt_state,
+        step=state.step + 1,
+        key=key,
+    )
+    metrics = {
+        "critic_loss": critic_loss,
+        "score_loss": score_loss,
+        "q_mean": critic_aux["q_mean"],
+        "target_q_mean": critic_aux["target_mean"],
+        "score_target_norm": score_aux["score_target_norm"],
+        "critic_grad_norm": optax.global_norm(critic_grads),
+        "score_grad_norm": optax.global_norm(score_grads),
+        "temperature": temperature,
+    }
+    return new_state, metrics
+
+
+def act(state: TrainState, observations: jax.Array, key: PRNGKey,
+        deterministic: bool = False) -> jax.Array:
+    """Actions from the diffusion policy at the current temperature.
+
+    Args:
+      state: training state.
+      observations: `[N, o]`.
+      key: PRNG key (unused when `deterministic`).
+      deterministic: if True, the noise-free sampler (`c = 0`, `x_1 = 0`);
+        a Python bool (static under `jax.jit`).
+
+    Returns:
+      `[N, d]` actions in `[-max_action, max_action]`.
+    """
+    chex.assert_rank(observations, 2)
+    chex.assert_axis_dimension(observations, 1, state.obs_dim)
+    return sample_actions(state.config, state.score_params, observations,
+                          state.temperature, key,
+                          noise_scale=0.0 if deterministic else 1.0)

@@ -1,0 +1,160 @@
+"""The critic's TD loss (SPEC §6) and the score network's iDEM loss (SPEC §4).
+
+Both take plain callables over ONE example, so any agent can plug in its own
+networks: close over the parameters to differentiate, e.g.
+`jax.grad(lambda p: td_loss(lambda o, a: net.apply(p, o, a), ...))(params)`.
+"""
+
+from typing import Callable, Dict, Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from dqs_jax.estimator import idem_score
+from dqs_jax.schedule import GeometricSchedule
+from dqs_jax.types import PRNGKey
+
+# `q_fn(obs [o], action [d]) -> [E]` (an ensemble of E values).
+EnsembleQFn = Callable[[jax.Array, jax.Array], jax.Array]
+# `q_fn(obs [o], action [d]) -> scalar`.
+QFn = Callable[[jax.Array, jax.Array], jax.Array]
+# `score_fn(x [d], t scalar, obs [o], temperature scalar) -> [d]`.
+ConditionalScoreFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array],
+                              jax.Array]
+
+SCORE_LOSS_WEIGHT_OFFSET = 1e-3
+
+
+def _check_transitions(observations, actions, rewards, discounts,
+                       next_observations, next_actions):
+    chex.assert_rank([observations, actions, rewards, discounts,
+                      next_observations, next_actions], [2, 2, 1, 1, 2, 2])
+    chex.assert_equal_shape([observations, next_observations])
+    chex.assert_equal_shape([actions, next_actions])
+    chex.assert_equal_shape_prefix(
+        [observations, actions, rewards, discounts], prefix_len=1)
+
+
+def td_loss_with_aux(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn,
+                     observations, actions, rewards, discounts,
+                     next_observations, next_actions,
+                     gamma) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """`td_loss` and `{'q_mean', 'target_mean'}` (scalars) for logging."""
+    _check_transitions(observations, actions, rewards, discounts,
+                       next_observations, next_actions)
+    q = jax.vmap(q_fn)(observations, actions)  # [B, E]
+    next_q = jax.vmap(target_q_fn)(next_observations, next_actions)  # [B, E']
+    chex.assert_rank([q, next_q], 2)
+    target = rewards + gamma * discounts * jnp.min(next_q, axis=-1)  # [B]
+    target = jax.lax.stop_gradient(target)
+    loss = jnp.mean(jnp.square(q - target[:, None]))
+    return loss, {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+
+def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
+            actions, rewards, discounts, next_observations, next_actions,
+            gamma) -> jax.Array:
+    """Clipped double-Q TD loss of an ensemble critic (SPEC §6, Eq. 7).
+
+    `y = rewards + gamma * discounts * min_E target_q_fn(next_obs, next_act)`
+    (no gradient through `y`); loss = mean over batch and ensemble members of
+    `(q_fn(obs, act) - y)^2`, each member regressed on the shared target.
+
+    Args:
+      q_fn: `(obs [o], action [d]) -> [E]`, the online ensemble, one example.
+      target_q_fn: `(obs [o], action [d]) -> [E]`, the target ensemble.
+      observations: `[B, o]`.
+      actions: `[B, d]`.
+      rewards: `[B]`.
+      discounts: `[B]`, 0 at true termination only.
+      next_observations: `[B, o]`.
+      next_actions: `[B, d]`, e.g. sampled from the policy at the next state.
+      gamma: scalar discount factor.
+
+    Returns:
+      Scalar loss.
+    """
+    return td_loss_with_aux(q_fn, target_q_fn, observations, actions, rewards,
+                            discounts, next_observations, next_actions,
+                            gamma)[0]
+
+
+def idem_targets(q_fn: QFn, observations, noisy_actions, h, temperature,
+                 key: PRNGKey, num_samples: int) -> jax.Array:
+    """Per-example iDEM score targets (SPEC §3), without gradient.
+
+    Args:
+      q_fn: `(obs [o], action [d]) -> scalar`.
+      observations: `[B, o]`.
+      noisy_actions: `[B, d]`, the points `x_t`.
+      h: `[B]`, the added variances `h(t)`.
+      temperature: `[B]`.
+      key: PRNG key.
+      num_samples: K, static.
+
+    Returns:
+      `[B, d]` estimates of `grad log p_t(x_t)` for `p_0 ∝ exp(Q/temperature)`.
+    """
+    def one(obs, x, h_t, temp, k):
+        return idem_score(lambda a: q_fn(obs, a) / temp, x, h_t, k,
+                          num_samples)
+
+    keys = jax.random.split(key, noisy_actions.shape[0])
+    targets = jax.vmap(one)(observations, noisy_actions, h, temperature, keys)
+    return jax.lax.stop_gradient(targets)
+
+
+def idem_loss(score_fn: ConditionalScoreFn, q_fn: QFn, observations, actions,
+              temperature, key: PRNGKey, *, schedule: GeometricSchedule,
+              num_samples: int) -> jax.Array:
+    """Score-network regression on the iDEM estimate (SPEC §4, Eq. 8).
+
+    Per example: `t ~ U[0, 1]`, `x_t = a + sqrt(h(t)) eps`,
+    target `S_K(x_t, t)` for `p_0 ∝ exp(q_fn(obs, .) / temperature)`
+    (stop-gradient); loss =
+    `mean_B( (h(t) + 1e-3) * mean_d( (score_fn(x_t, t, obs, temp) - S_K)^2 ) )`.
+
+    Args:
+      score_fn: `(x [d], t scalar, obs [o], temperature scalar) -> [d]`.
+      q_fn: `(obs [o], action [d]) -> scalar`, e.g. the ensemble minimum.
+      observations: `[B, o]`.
+      actions: `[B, d]`, the clean points `x_0` (e.g. replay actions).
+      temperature: scalar or `[B]`, the Boltzmann temperature `alpha > 0`.
+      key: PRNG key (times, noise and the K-sample estimate).
+      schedule: the noise schedule (keyword-only).
+      num_samples: K, static (keyword-only).
+
+    Returns:
+      Scalar loss.
+    """
+    return idem_loss_with_aux(score_fn, q_fn, observations, actions,
+                              temperature, key, schedule=schedule,
+                              num_samples=num_samples)[0]
+
+
+def idem_loss_with_aux(score_fn: ConditionalScoreFn, q_fn: QFn, observations,
+                       actions, temperature, key: PRNGKey, *,
+                       schedule: GeometricSchedule, num_samples: int
+                       ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """`idem_loss` and `{'score_target_norm'}` (mean L2 norm) for logging."""
+    chex.assert_rank([observations, actions], 2)
+    chex.assert_equal_shape_prefix([observations, actions], prefix_len=1)
+    chex.assert_rank(temperature, {0, 1})
+    batch_size = actions.shape[0]
+    temperature = jnp.broadcast_to(jnp.asarray(temperature, actions.dtype),
+                                   (batch_size,))
+    t_key, eps_key, target_key = jax.random.split(key, 3)
+    t = jax.random.uniform(t_key, (batch_size,), actions.dtype)
+    h = schedule.h(t).astype(actions.dtype)
+    eps = jax.random.normal(eps_key, actions.shape, actions.dtype)
+    x_t = actions + jnp.sqrt(h)[:, None] * eps
+    targets = idem_targets(q_fn, observations, x_t, h, temperature,
+                           target_key, num_samples)
+    predictions = jax.vmap(score_fn)(x_t, t, observations, temperature)
+    chex.assert_equal_shape([predictions, targets])
+    weight = h + SCORE_LOSS_WEIGHT_OFFSET
+    per_example = jnp.mean(jnp.square(predictions - targets), axis=-1)
+    loss = jnp.mean(weight * per_example)
+    aux = {"score_target_norm": jnp.mean(jnp.linalg.norm(targets, axis=-1))}
+    return loss, aux

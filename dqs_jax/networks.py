@@ -1,0 +1,120 @@
+"""The score network (SPEC §8) and the critic ensemble (SPEC §6)."""
+
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu,
+               "tanh": jnp.tanh}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called `name` (one of `ACTIVATIONS`)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; choose one of "
+                         f"{sorted(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]
+
+
+def sinusoidal_embedding(x: jax.Array, dim: int) -> jax.Array:
+    """Sinusoidal features of a scalar: `[...] -> [..., dim]`.
+
+    Half the features are `sin(x f_k)`, half `cos(x f_k)`, with frequencies
+    `f_k = exp(-ln(1000) k / (half - 1))`, `k = 0 .. half - 1`.
+    """
+    if dim < 4 or dim % 2:
+        raise ValueError(f"embedding dim must be even and >= 4, got {dim}.")
+    half = dim // 2
+    freqs = jnp.exp(-math.log(1000.0) * jnp.arange(half) / (half - 1))
+    args = jnp.asarray(x, jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+class ScoreNetwork(nn.Module):
+    """`s_theta(x, t, obs, temperature)`: the policy's conditional score.
+
+    Inputs are concatenated (state, noisy action, sinusoidal embeddings of `t`
+    and of the temperature), projected to `hidden_dims[0]`, then passed
+    through residual blocks `h + act(Dense(h))` (one per entry of
+    `hidden_dims`, all of the same width), then a linear output of size `d`.
+
+    Call shapes: `x [..., d]`, `t [...]` or scalar, `obs [..., o]`,
+    `temperature [...]` or scalar; returns `[..., d]`.
+    """
+
+    hidden_dims: Sequence[int] = (256, 256)
+    embed_dim: int = 128
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, x, t, obs, temperature):
+        if len(set(self.hidden_dims)) != 1:
+            raise ValueError("ScoreNetwork's residual blocks need equal widths, "
+                             f"got hidden_dims={tuple(self.hidden_dims)}.")
+        act = get_activation(self.activation)
+        batch_shape = x.shape[:-1]
+        t_emb = jnp.broadcast_to(sinusoidal_embedding(t, self.embed_dim),
+                                 batch_shape + (self.embed_dim,))
+        temp_emb = jnp.broadcast_to(
+            sinusoidal_embedding(temperature, self.embed_dim),
+            batch_shape + (self.embed_dim,))
+        obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
+        h = jnp.concatenate([obs, x, t_emb, temp_emb], axis=-1)
+        h = nn.Dense(self.hidden_dims[0], name="input")(h)
+        for i, width in enumerate(self.hidden_dims):
+            h = h + act(nn.Dense(width, name=f"block_{i}")(h))
+        return nn.Dense(x.shape[-1], name="output")(h)
+
+
+class MLP(nn.Module):
+    """Plain MLP: `[..., n] -> [..., output_dim]`."""
+
+    hidden_dims: Sequence[int]
+    output_dim: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x):
+        act = get_activation(self.activation)
+        for width in self.hidden_dims:
+            x = act(nn.Dense(width)(x))
+        return nn.Dense(self.output_dim)(x)
+
+
+class Critic(nn.Module):
+    """`Q(s, a)`: MLP on `[s, a]`; `obs [..., o]`, `act [..., d]` -> `[...]`."""
+
+    hidden_dims: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs, actions):
+        inputs = jnp.concatenate([obs, actions], axis=-1)
+        return MLP(self.hidden_dims, 1, self.activation)(inputs)[..., 0]
+
+
+class CriticEnsemble(nn.Module):
+    """`num_critics` independent critics, vmapped over their parameters.
+
+    `obs [..., o]`, `act [..., d]` -> `[..., E]` with `E = num_critics`.
+    """
+
+    hidden_dims: Sequence[int] = (256, 256)
+    num_critics: int = 2
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs, actions):
+        ensemble = nn.vmap(
+            Critic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=-1,
+            axis_size=self.num_critics,
+        )
+        return ensemble(self.hidden_dims, self.activation,
+                        name="ensemble")(obs, actions)

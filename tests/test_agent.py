@@ -1,0 +1,181 @@
+"""DQSConfig, TrainState and the pure init / update / act."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dqs_jax import agent
+from dqs_jax.types import Batch
+
+OBS_DIM, ACT_DIM, B = 3, 2, 16
+SMALL = agent.DQSConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
+                        embed_dim=8, num_mc_samples=8, num_sampling_steps=5)
+
+
+def make_batch(seed=0, batch_size=B, discount=1.0):
+    rng = np.random.default_rng(seed)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    return Batch(f(batch_size, OBS_DIM),
+                 jnp.tanh(f(batch_size, ACT_DIM)),
+                 f(batch_size),
+                 jnp.full((batch_size,), discount, jnp.float32),
+                 f(batch_size, OBS_DIM))
+
+
+@pytest.fixture(scope="module")
+def state():
+    return agent.init(SMALL, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def jit_update():
+    return jax.jit(agent.update)
+
+
+def tree_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(
+        jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_defaults_follow_the_spec():
+    c = agent.DQSConfig()
+    assert (c.hidden_dims, c.critic_hidden_dims, c.embed_dim) == (
+        (256, 256), (256, 256), 128)
+    assert (c.num_critics, c.actor_lr, c.critic_lr) == (2, 3e-4, 1e-3)
+    assert (c.discount, c.tau, c.num_mc_samples, c.num_sampling_steps) == (
+        0.99, 0.005, 1000, 20)
+    assert (c.sigma_min, c.sigma_max) == (1e-5, 1.0)
+    assert c.init_temperature == c.final_temperature == 0.05
+    assert c.max_action == 1.0
+    hash(c)  # A static field of TrainState.
+
+
+def test_init(state):
+    assert int(state.step) == 0
+    assert state.obs_dim == OBS_DIM and state.act_dim == ACT_DIM
+    assert tree_equal(state.critic_params, state.target_critic_params)
+    leaves = jax.tree_util.tree_leaves(state.critic_params)
+    assert all(leaf.shape[0] == SMALL.num_critics for leaf in leaves)
+
+
+def test_update_is_pure_and_deterministic(state, jit_update):
+    batch = make_batch()
+    before = jax.tree_util.tree_map(np.array, state)
+    s1, m1 = jit_update(state, batch)
+    s2, m2 = jit_update(state, batch)
+    assert tree_equal(s1, s2) and tree_equal(m1, m2)
+    assert tree_equal(state, before)  # Input untouched.
+    # The non-jitted function gives the same numbers.
+    s3, m3 = agent.update(state, batch)
+    for a, b in zip(jax.tree_util.tree_leaves(s1),
+                    jax.tree_util.tree_leaves(s3)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_update_advances_key_and_step_and_changes_parameters(
+        state, jit_update):
+    new, metrics = jit_update(state, make_batch())
+    assert int(new.step) == 1
+    assert not np.array_equal(new.key, state.key)
+    assert not tree_equal(new.score_params, state.score_params)
+    assert not tree_equal(new.critic_params, state.critic_params)
+    # Polyak: target' = tau * critic' + (1 - tau) * target.
+    expected = jax.tree_util.tree_map(
+        lambda c, t: SMALL.tau * c + (1 - SMALL.tau) * t, new.critic_params,
+        state.target_critic_params)
+    for a, b in zip(jax.tree_util.tree_leaves(new.target_critic_params),
+                    jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert set(metrics) >= {"critic_loss", "score_loss", "q_mean",
+                            "temperature"}
+    for name, value in metrics.items():
+        assert value.shape == (), name
+        assert np.isfinite(value), name
+
+
+def test_update_compiles_once(state):
+    traces = []
+
+    def counted(s, b):
+        traces.append(1)
+        return agent.update(s, b)
+
+    step = jax.jit(counted)
+    s = state
+    for i in range(4):
+        s, _ = step(s, make_batch(seed=i))
+    assert len(traces) == 1
+
+
+def test_critic_learns_rewards_on_a_fixed_batch(state, jit_update):
+    # With discounts 0 the TD target is the reward: the loss must fall.
+    batch = make_batch(seed=1, discount=0.0)
+    s, first = jit_update(state, batch)
+    for _ in range(150):
+        s, metrics = jit_update(s, batch)
+    assert float(metrics["critic_loss"]) < 0.2 * float(first["critic_loss"])
+
+
+def test_act_bounds_and_determinism(state):
+    config = dataclasses.replace(SMALL, max_action=2.0)
+    s = agent.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(1))
+    obs = jnp.asarray(np.random.default_rng(2).normal(size=(256, OBS_DIM)),
+                      jnp.float32)
+    act = jax.jit(agent.act, static_argnames="deterministic")
+    a = act(s, obs, jax.random.PRNGKey(3))
+    assert a.shape == (256, ACT_DIM)
+    assert np.all(np.abs(a) <= 2.0)
+    assert np.max(np.abs(a)) > 1.0  # Scaled, not clipped to 1.
+    b = act(s, obs, jax.random.PRNGKey(4))
+    assert not np.allclose(a, b)
+    d1 = act(s, obs, jax.random.PRNGKey(3), deterministic=True)
+    d2 = act(s, obs, jax.random.PRNGKey(4), deterministic=True)
+    np.testing.assert_array_equal(d1, d2)
+
+
+def test_temperature_schedule():
+    config = dataclasses.replace(SMALL, init_temperature=10.0,
+                                 final_temperature=1.0,
+                                 temperature_anneal_steps=100)
+    np.testing.assert_allclose(config.temperature(0), 10.0, rtol=1e-6)
+    np.testing.assert_allclose(config.temperature(50), np.sqrt(10.0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(config.temperature(100), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(config.temperature(1000), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        config.temperature(jnp.array([25, 75])),
+        [10.0**0.75, 10.0**0.25], rtol=1e-5)
+    np.testing.assert_allclose(SMALL.temperature(12345), 0.05, rtol=1e-6)
+    s = agent.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    s, metrics = jax.jit(agent.update)(s, make_batch())
+    np.testing.assert_allclose(metrics["temperature"], 10.0, rtol=1e-6)
+    np.testing.assert_allclose(s.temperature, 10.0**0.99, rtol=1e-5)
+
+
+def test_shape_errors_are_clear(state):
+    bad = make_batch()._replace(observations=jnp.zeros((B, OBS_DIM + 1)))
+    with pytest.raises(AssertionError, match="shape"):
+        agent.update(state, bad)
+    bad = make_batch()._replace(rewards=jnp.zeros((B, 1)))
+    with pytest.raises(AssertionError, match="rank"):
+        agent.update(state, bad)
+    with pytest.raises(AssertionError):
+        agent.act(state, jnp.zeros((4, OBS_DIM + 2)), jax.random.PRNGKey(0))
+    with pytest.raises(AssertionError, match="rank"):
+        agent.act(state, jnp.zeros((OBS_DIM,)), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("num_mc_samples", 0, "num_mc_samples"),
+    ("num_sampling_steps", 0, "num_sampling_steps"),
+    ("init_temperature", -1.0, "init_temperature"),
+    ("hidden_dims", (64, 32), "equal"),
+    ("discount", 1.5, "discount"),
+    ("sigma_min", 2.0, "sigma_min < sigma_max"),
+])
+def test_config_validation(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(SMALL, **{field: value})

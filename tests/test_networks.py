@@ -1,0 +1,86 @@
+"""Score network and critic ensemble (SPEC §6, §8)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dqs_jax.networks import (CriticEnsemble, ScoreNetwork, get_activation,
+                              sinusoidal_embedding)
+
+
+def test_sinusoidal_embedding_values():
+    emb = sinusoidal_embedding(jnp.array([0.0, 0.5]), 8)
+    freqs = np.exp(-math.log(1000.0) * np.arange(4) / 3)
+    np.testing.assert_allclose(freqs[[0, -1]], [1.0, 1e-3], rtol=1e-6)
+    np.testing.assert_allclose(emb[0], [0, 0, 0, 0, 1, 1, 1, 1], atol=1e-7)
+    np.testing.assert_allclose(
+        emb[1], np.concatenate([np.sin(0.5 * freqs), np.cos(0.5 * freqs)]),
+        rtol=1e-6)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_embedding(jnp.zeros(()), 7)
+
+
+def test_critic_ensemble_is_vmapped_over_independent_parameters():
+    net = CriticEnsemble((32, 32), num_critics=3)
+    obs, act = jnp.ones((5, 4)), jnp.ones((5, 2))
+    params = net.init(jax.random.PRNGKey(0), obs, act)
+    kernels = [leaf for leaf in jax.tree_util.tree_leaves(params)]
+    assert all(leaf.shape[0] == 3 for leaf in kernels)
+    q = net.apply(params, obs, act)
+    assert q.shape == (5, 3)
+    # Members are distinct, and each is the plain MLP on [s, a].
+    assert len(np.unique(np.round(np.asarray(q[0]), 5))) == 3
+    p = params["params"]["ensemble"]["MLP_0"]
+    h = jnp.concatenate([obs, act], -1)
+    for i in range(2):
+        h = jax.nn.relu(h @ p[f"Dense_{i}"]["kernel"][1]
+                        + p[f"Dense_{i}"]["bias"][1])
+    manual = h @ p["Dense_2"]["kernel"][1] + p["Dense_2"]["bias"][1]
+    np.testing.assert_allclose(q[:, 1], manual[:, 0], rtol=1e-5, atol=1e-6)
+    # One example in, one value per member out.
+    assert net.apply(params, obs[0], act[0]).shape == (3,)
+
+
+def test_score_network_shapes_and_conditioning():
+    net = ScoreNetwork((64, 64), embed_dim=16)
+    x, obs = jnp.ones((7, 3)), jnp.ones((7, 5))
+    params = net.init(jax.random.PRNGKey(0), x, jnp.zeros(7), obs, jnp.ones(7))
+    out = net.apply(params, x, jnp.full(7, 0.5), obs, jnp.ones(7))
+    assert out.shape == (7, 3)
+    # Scalar t and temperature broadcast over the batch.
+    np.testing.assert_allclose(
+        net.apply(params, x, 0.5, obs, 1.0), out, rtol=1e-5)
+    # The output depends on t and on the temperature.
+    assert not np.allclose(net.apply(params, x, 0.1, obs, 1.0), out)
+    assert not np.allclose(net.apply(params, x, 0.5, obs, 5.0), out)
+    # One unbatched example.
+    assert net.apply(params, x[0], 0.5, obs[0], 1.0).shape == (3,)
+
+
+def test_score_network_residual_blocks():
+    net = ScoreNetwork((16, 16), embed_dim=4, activation="relu")
+    x, obs = jnp.ones((2, 1)), jnp.ones((2, 1))
+    params = net.init(jax.random.PRNGKey(1), x, 0.3, obs, 1.0)
+    p = params["params"]
+    h = jnp.concatenate([obs, x, jnp.broadcast_to(
+        sinusoidal_embedding(0.3, 4), (2, 4)), jnp.broadcast_to(
+            sinusoidal_embedding(1.0, 4), (2, 4))], -1)
+    h = h @ p["input"]["kernel"] + p["input"]["bias"]
+    for i in range(2):
+        h = h + jax.nn.relu(h @ p[f"block_{i}"]["kernel"]
+                            + p[f"block_{i}"]["bias"])
+    manual = h @ p["output"]["kernel"] + p["output"]["bias"]
+    np.testing.assert_allclose(net.apply(params, x, 0.3, obs, 1.0), manual,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="Unknown activation"):
+        get_activation("swish2")
+    net = ScoreNetwork((16, 32))
+    with pytest.raises(ValueError, match="equal widths"):
+        net.init(jax.random.PRNGKey(0), jnp.ones((1, 2)), 0.0,
+                 jnp.ones((1, 2)), 1.0)
