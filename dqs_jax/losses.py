@@ -5,7 +5,7 @@ networks: close over the parameters to differentiate, e.g.
 `jax.grad(lambda p: td_loss(lambda o, a: net.apply(p, o, a), ...))(params)`.
 """
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import chex
 import jax
@@ -38,15 +38,20 @@ def _check_transitions(observations, actions, rewards, discounts,
 
 def td_loss_with_aux(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn,
                      observations, actions, rewards, discounts,
-                     next_observations, next_actions,
-                     gamma) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+                     next_observations, next_actions, gamma, *,
+                     next_value_bonus: Optional[jax.Array] = None
+                     ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
     """`td_loss` and `{'q_mean', 'target_mean'}` (scalars) for logging."""
     _check_transitions(observations, actions, rewards, discounts,
                        next_observations, next_actions)
     q = jax.vmap(q_fn)(observations, actions)  # [B, E]
     next_q = jax.vmap(target_q_fn)(next_observations, next_actions)  # [B, E']
     chex.assert_rank([q, next_q], 2)
-    target = rewards + gamma * discounts * jnp.min(next_q, axis=-1)  # [B]
+    next_value = jnp.min(next_q, axis=-1)  # [B]
+    if next_value_bonus is not None:
+        chex.assert_equal_shape([next_value, next_value_bonus])
+        next_value = next_value + next_value_bonus
+    target = rewards + gamma * discounts * next_value
     target = jax.lax.stop_gradient(target)
     loss = jnp.mean(jnp.square(q - target[:, None]))
     return loss, {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
@@ -54,7 +59,8 @@ def td_loss_with_aux(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn,
 
 def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
             actions, rewards, discounts, next_observations, next_actions,
-            gamma) -> jax.Array:
+            gamma, *, next_value_bonus: Optional[jax.Array] = None
+            ) -> jax.Array:
     """Clipped double-Q TD loss of an ensemble critic (SPEC §6, Eq. 7).
 
     `y = rewards + gamma * discounts * min_E target_q_fn(next_obs, next_act)`
@@ -71,13 +77,15 @@ def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
       next_observations: `[B, o]`.
       next_actions: `[B, d]`, e.g. sampled from the policy at the next state.
       gamma: scalar discount factor.
+      next_value_bonus: optional `[B]` added to the min target value, e.g.
+        `-alpha * log pi(a'|s')` for a soft (SAC) target. DQS uses none.
 
     Returns:
       Scalar loss.
     """
     return td_loss_with_aux(q_fn, target_q_fn, observations, actions, rewards,
-                            discounts, next_observations, next_actions,
-                            gamma)[0]
+                            discounts, next_observations, next_actions, gamma,
+                            next_value_bonus=next_value_bonus)[0]
 
 
 def idem_targets(q_fn: QFn, observations, noisy_actions, h, temperature,

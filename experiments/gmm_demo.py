@@ -81,9 +81,9 @@ def main(argv):
     summary_path = os.path.join(_WORKDIR.value, "summary.json")
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"Trained in {train_seconds:.1f} s. Mode proportions "
-          f"{np.round(proportions, 3).tolist()} vs true "
-          f"{list(mixtures.FOUR_MODE_WEIGHTS)}.")
+    shown = ", ".join(f"{p:.3f}" for p in proportions)
+    print(f"Trained in {train_seconds:.1f} s. Mode proportions [{shown}] vs "
+          f"true {list(mixtures.FOUR_MODE_WEIGHTS)}.")
     print(f"Wrote {png} and {os.path.abspath(summary_path)}")
 
 

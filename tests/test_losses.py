@@ -159,3 +159,17 @@ def test_idem_loss_temperature_scalar_or_batch():
     with pytest.raises(AssertionError):
         idem_loss(score(1.0), q_fn, obs, actions, jnp.ones((32, 1)), key,
                   **args)
+
+
+def test_td_loss_next_value_bonus():
+    # A soft target: y = r + gamma d (min_E Qbar - alpha log pi).
+    bonus = jnp.asarray(RNG.normal(size=(B,)), jnp.float32)
+    gamma = 0.9
+    loss = td_loss(linear_ensemble(W), linear_ensemble(W_TARGET), OBS, ACT,
+                   REW, DISC, NEXT_OBS, NEXT_ACT, gamma,
+                   next_value_bonus=bonus)
+    sa = np.concatenate([OBS, ACT], -1)
+    next_sa = np.concatenate([NEXT_OBS, NEXT_ACT], -1)
+    y = REW + gamma * DISC * (np.min(next_sa @ W_TARGET.T, -1) + bonus)
+    np.testing.assert_allclose(loss, np.mean((sa @ W.T - y[:, None])**2),
+                               rtol=1e-5)

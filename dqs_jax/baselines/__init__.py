@@ -1,0 +1,1 @@
+"""Baseline agents with the same init / update / act interface as DQS."""

@@ -1,0 +1,1 @@
+"""Environments: dm_control (Python, stateful) and pure-JAX functional envs."""
