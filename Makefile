@@ -17,9 +17,15 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 
 setup: $(STAMP)
 
+# CPU-sized DQS on cartpole-balance: about 10 minutes on 2 cores.
+RUN_FLAGS ?= --env=dmc:cartpole-balance --max_steps=40000 --seed_steps=2000 \
+	--batch_size=128 --num_mc_samples=32 --hidden_dims=128,128 \
+	--critic_hidden_dims=128,128 --eval_every=5000 --eval_episodes=5 \
+	--checkpoint_every=5000 --log_interval=1000 --workdir=runs/make_run
+
 ## The main job on a built-in default.
 run: $(STAMP)
-	$(PY) -m experiments.gmm_demo --workdir=runs/gmm_demo
+	$(PY) -m experiments.train $(RUN_FLAGS)
 
 ## The fast suite (CPU, a few minutes).
 test: $(STAMP)

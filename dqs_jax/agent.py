@@ -153,7 +153,8 @@ def init(config: DQSConfig, obs_dim: int, act_dim: int,
     return TrainState(
         score_params=score_params,
         critic_params=critic_params,
-        target_critic_params=critic_params,
+        # A copy, not an alias, so that the state can be donated to jit.
+        target_critic_params=jax.tree_util.tree_map(jnp.copy, critic_params),
         score_opt_state=score_opt.init(score_params),
         critic_opt_state=critic_opt.init(critic_params),
         step=jnp.zeros((), jnp.int32),
