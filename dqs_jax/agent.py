@@ -20,7 +20,10 @@ from dqs_jax.networks import CriticEnsemble, ScoreNetwork
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.temperature import log_linear_temperature
-from dqs_jax.types import Batch, Metrics, Params, PRNGKey
+from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
+
+
+ENERGY_ACTIONS = ("raw", "clip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +52,11 @@ class DQSConfig:
     max_action: float = 1.0
     score_activation: str = "gelu"
     critic_activation: str = "relu"
+    # Where the iDEM estimate evaluates Q at a noisy point y: "raw" uses
+    # Q(s, y) (SPEC §3); "clip" uses Q(s, clip(y, -max_action, max_action)),
+    # the action the environment would execute, so the estimate never
+    # relies on the critic's extrapolation outside the action box.
+    energy_action: str = "raw"
 
     def __post_init__(self):
         for name in ("hidden_dims", "critic_hidden_dims"):
@@ -71,6 +79,9 @@ class DQSConfig:
                              f"{self.discount}.")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"DQSConfig.tau must be in (0, 1], got {self.tau}.")
+        if self.energy_action not in ENERGY_ACTIONS:
+            raise ValueError(f"DQSConfig.energy_action must be one of "
+                             f"{ENERGY_ACTIONS}, got {self.energy_action!r}.")
         if not self.hidden_dims or not self.critic_hidden_dims:
             raise ValueError("hidden_dims and critic_hidden_dims must be "
                              "non-empty.")
@@ -205,15 +216,6 @@ def _act_dim(score_params: Params) -> int:
     return score_params["params"]["output"]["bias"].shape[-1]
 
 
-def _check_batch(state: TrainState, batch: Batch) -> None:
-    chex.assert_rank(list(batch), [2, 2, 1, 1, 2])
-    batch_size = batch.observations.shape[0]
-    chex.assert_shape(batch.observations, (batch_size, state.obs_dim))
-    chex.assert_shape(batch.next_observations, (batch_size, state.obs_dim))
-    chex.assert_shape(batch.actions, (batch_size, state.act_dim))
-    chex.assert_shape([batch.rewards, batch.discounts], (batch_size,))
-
-
 def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     """One DQS update: TD step, iDEM score step, Polyak target update.
 
@@ -227,7 +229,7 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     Returns:
       `(new_state, metrics)`, metrics a flat dict of float32 scalars.
     """
-    _check_batch(state, batch)
+    check_batch(batch, state.obs_dim, state.act_dim)
     config = state.config
     score_net, critic_net = score_network(config), critic_network(config)
     score_opt, critic_opt = _optimisers(config)
@@ -253,6 +255,8 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
 
     # iDEM step (SPEC §3-4): Q = min over the pre-update online ensemble.
     def min_q(obs, act):
+        if config.energy_action == "clip":
+            act = jnp.clip(act, -config.max_action, config.max_action)
         return jnp.min(critic_net.apply(state.critic_params, obs, act))
 
     def score_objective(params):

@@ -2,6 +2,7 @@
 
 from typing import Any, Callable, Dict, NamedTuple
 
+import chex
 import jax
 
 PRNGKey = jax.Array
@@ -28,3 +29,13 @@ class Batch(NamedTuple):
     rewards: jax.Array
     discounts: jax.Array
     next_observations: jax.Array
+
+
+def check_batch(batch: Batch, obs_dim: int, act_dim: int) -> None:
+    """Asserts (chex) that `batch` holds `B` transitions of these sizes."""
+    chex.assert_rank(list(batch), [2, 2, 1, 1, 2])
+    batch_size = batch.observations.shape[0]
+    chex.assert_shape(batch.observations, (batch_size, obs_dim))
+    chex.assert_shape(batch.next_observations, (batch_size, obs_dim))
+    chex.assert_shape(batch.actions, (batch_size, act_dim))
+    chex.assert_shape([batch.rewards, batch.discounts], (batch_size,))

@@ -25,7 +25,7 @@ import optax
 
 from dqs_jax import losses
 from dqs_jax.networks import MLP, CriticEnsemble
-from dqs_jax.types import Batch, Metrics, Params, PRNGKey
+from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -240,15 +240,6 @@ def init(config: SACConfig, obs_dim: int, act_dim: int,
     )
 
 
-def _check_batch(state: SACState, batch: Batch) -> None:
-    chex.assert_rank(list(batch), [2, 2, 1, 1, 2])
-    batch_size = batch.observations.shape[0]
-    chex.assert_shape(batch.observations, (batch_size, state.obs_dim))
-    chex.assert_shape(batch.next_observations, (batch_size, state.obs_dim))
-    chex.assert_shape(batch.actions, (batch_size, state.act_dim))
-    chex.assert_shape([batch.rewards, batch.discounts], (batch_size,))
-
-
 def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
     """One SAC update: critic, actor, temperature, Polyak target.
 
@@ -263,7 +254,7 @@ def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
       `(new_state, metrics)`, metrics a flat dict of float32 scalars;
       `temperature` is the value used in this update's losses.
     """
-    _check_batch(state, batch)
+    check_batch(batch, state.obs_dim, state.act_dim)
     config = state.config
     actor_net = actor_network(config, state.act_dim)
     critic_net = critic_network(config)

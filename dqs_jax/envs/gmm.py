@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dqs_jax.envs import functional
 from dqs_jax.mixtures import isotropic_gmm
 from dqs_jax.types import PRNGKey
 
@@ -124,3 +125,8 @@ def step(env_state: GMMEnvState, action: jax.Array
     reward = log_density(position)
     discount = jnp.where(done, 0.0, 1.0).astype(jnp.float32)
     return GMMEnvState(position, t), position, reward, discount, done
+
+
+def environment() -> functional.JaxEnv:
+    """This environment as a `JaxEnv` for `dqs_jax.loop`."""
+    return functional.JaxEnv(reset, step, OBS_DIM, ACT_DIM, EPISODE_LENGTH)

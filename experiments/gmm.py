@@ -1,0 +1,258 @@
+r"""The paper's illustrative experiment (SPEC §10A): GMM-40 navigation,
+DQS against SAC with equal budgets over several seeds.
+
+    python -m experiments.gmm --preset=cpu --workdir=runs/gmm
+
+Each method trains `--num_seeds` seeds at once (vmapped, fully jitted loop),
+then runs `--num_rollouts` episodes of its stochastic policy per seed (the
+paper samples the policy). The final positions are compared with as many
+samples of the mixture: squared MMD (RBF kernel; bandwidth = median pairwise
+distance of the ground-truth samples, the same for every method) and mode
+coverage (components with a final position within 3 std of their mean).
+
+Writes under `--workdir`: results.json (per method and seed, mean ± std,
+wall times), final_positions.npz, and gmm_figure.png (contours with
+ground-truth samples, DQS and SAC final positions, and the log-partition
+heat map of the DQS critic, as in the paper's Fig. 2).
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dqs_jax import agents, loop, metrics
+from dqs_jax.agent import DQSConfig, critic_network
+from dqs_jax.baselines.sac import SACConfig
+from dqs_jax.envs import gmm
+from experiments import plotting, run_io
+
+# Presets: equal budgets for both methods. The DQS temperature (constant)
+# was chosen by a short sweep over {1, 10, 30} on the CPU preset's budget.
+PRESETS = {
+    "cpu": dict(num_steps=20_000, seed_steps=2_000, batch_size=128,
+                replay_size=50_000, hidden_dim=128, num_mc_samples=32,
+                num_sampling_steps=20, dqs_temperature=30.0, num_seeds=3,
+                num_rollouts=1000, chunk_size=2_000),
+    "paper": dict(num_steps=200_000, seed_steps=10_000, batch_size=256,
+                  replay_size=200_000, hidden_dim=256, num_mc_samples=1000,
+                  num_sampling_steps=20, dqs_temperature=30.0, num_seeds=5,
+                  num_rollouts=2000, chunk_size=10_000),
+}
+
+_PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
+                            "cpu: <= 30 min on 2 cores; paper: for a GPU.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
+_SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
+_METHODS = flags.DEFINE_list("methods", ["dqs", "sac"], "Agents to run.")
+_OVERRIDES = {
+    name: (flags.DEFINE_float if isinstance(value, float)
+           else flags.DEFINE_integer)(name, None,
+                                      f"Overrides the preset ({value} in cpu).")
+    for name, value in PRESETS["cpu"].items()
+}
+
+
+def settings() -> dict:
+    s = dict(PRESETS[_PRESET.value])
+    for name, flag in _OVERRIDES.items():
+        if flag.value is not None:
+            s[name] = flag.value
+    positive = ("num_steps", "batch_size", "replay_size", "hidden_dim",
+                "num_mc_samples", "num_sampling_steps", "num_seeds",
+                "num_rollouts", "chunk_size")
+    for name in positive:
+        if s[name] < 1:
+            raise app.UsageError(f"--{name} must be >= 1, got {s[name]}.")
+    if not 0 <= s["seed_steps"] <= s["num_steps"]:
+        raise app.UsageError("--seed_steps must be in [0, num_steps].")
+    if s["dqs_temperature"] <= 0:
+        raise app.UsageError("--dqs_temperature must be > 0.")
+    unknown = set(_METHODS.value) - {"dqs", "sac"}
+    if unknown:
+        raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose "
+                             "from dqs, sac.")
+    return s
+
+
+def agent_config(method: str, s: dict):
+    hidden = (s["hidden_dim"],) * 2
+    if method == "dqs":
+        return DQSConfig(hidden_dims=hidden, critic_hidden_dims=hidden,
+                         num_mc_samples=s["num_mc_samples"],
+                         num_sampling_steps=s["num_sampling_steps"],
+                         init_temperature=s["dqs_temperature"],
+                         final_temperature=s["dqs_temperature"])
+    return SACConfig(hidden_dims=hidden, critic_hidden_dims=hidden)
+
+
+def train_method(method: str, s: dict, key: jax.Array):
+    """Trains `num_seeds` seeds; returns (final states, seconds)."""
+    agent = agents.get_agent(method)
+    config = agent_config(method, s)
+    env = gmm.environment()
+    loop_config = loop.LoopConfig(seed_steps=s["seed_steps"],
+                                  batch_size=s["batch_size"],
+                                  replay_size=s["replay_size"])
+    start = time.time()
+    last = [start, 0]
+
+    def progress(done, info):
+        info = jax.device_get(info)
+        finished = info.done.astype(bool)
+        ret = (float(info.episode_return[finished].mean())
+               if finished.any() else float("nan"))
+        now = time.time()
+        rate = (done - last[1]) / max(now - last[0], 1e-9)
+        eta = (s["num_steps"] - done) / max(rate, 1e-9)
+        print(f"[{method}] step {done}/{s['num_steps']} | mean episode "
+              f"return {ret:.0f} | {rate * s['num_seeds']:.0f} env steps/s "
+              f"({s['num_seeds']} seeds) | ETA {eta / 60:.1f} min", flush=True)
+        last[:] = [now, done]
+
+    keys = jax.random.split(key, s["num_seeds"])
+    state = loop.train_in_chunks(agent, config, env, loop_config,
+                                 s["num_steps"], keys, s["chunk_size"],
+                                 progress)
+    jax.block_until_ready(state)
+    return state, time.time() - start
+
+
+def evaluate_method(method: str, state, s: dict, key: jax.Array,
+                    ground_truth: jax.Array, bandwidth) -> dict:
+    agent = agents.get_agent(method)
+    env = gmm.environment()
+    evaluate = jax.jit(jax.vmap(
+        lambda st, k: loop.evaluate(agent, env, st, k, s["num_rollouts"])))
+    keys = jax.random.split(key, s["num_seeds"])
+    result = evaluate(state.agent_state, keys)
+    positions = result.final_env_states.position  # [S, N, 2]
+    means = jnp.asarray(gmm.gmm_means())
+    mmd = [float(metrics.mmd(p, ground_truth, bandwidth)) for p in positions]
+    coverage = [int(metrics.mode_coverage(p, means, gmm.MODE_STD))
+                for p in positions]
+    return {
+        "mmd": mmd, "mmd_mean": float(np.mean(mmd)),
+        "mmd_std": float(np.std(mmd)),
+        "coverage": coverage, "coverage_mean": float(np.mean(coverage)),
+        "coverage_std": float(np.std(coverage)),
+        "eval_return_mean": float(jnp.mean(result.returns)),
+        "positions": np.asarray(positions),
+    }
+
+
+def log_partition_map(state, s: dict, key, resolution: int = 60):
+    """`log ∫ exp(Q(s, a) / alpha) da` of seed 0's DQS critic on a grid."""
+    params = jax.tree_util.tree_map(lambda x: x[0], state.agent_state)
+    config = params.config
+    net = critic_network(config)
+
+    def q_fn(states, actions):
+        return jnp.min(net.apply(params.critic_params, states, actions), -1)
+
+    xs = np.linspace(-gmm.BOX, gmm.BOX, resolution, dtype=np.float32)
+    grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    values = jax.jit(lambda g, k: metrics.log_partition(
+        q_fn, g, config.init_temperature, k, num_actions=256))(grid, key)
+    return xs, np.asarray(values).reshape(resolution, resolution)
+
+
+def figure(path, ground_truth, results, log_z):
+    fig, axes = plotting.plt.subplots(1, 4, figsize=(20, 5))
+    lims = (-gmm.BOX, gmm.BOX)
+    log_density = jax.jit(gmm.log_density)
+    panels = [("Ground truth", ground_truth, "tab:green")]
+    for method, color in (("dqs", "tab:red"), ("sac", "tab:orange")):
+        if method in results:
+            r = results[method]
+            panels.append((f"{method.upper()} final states (seed 0): MMD "
+                           f"{r['mmd'][0]:.4f}, {r['coverage'][0]}/40 modes",
+                           r["positions"][0], color))
+    for ax, (title, points, color) in zip(axes, panels):
+        plotting.density_contours(ax, log_density, lims, resolution=300,
+                                  levels=30)
+        plotting.scatter(ax, points, color=color, size=4)
+        ax.set_title(title, fontsize=10)
+    if log_z is not None:
+        xs, values = log_z
+        image = axes[3].imshow(values, origin="lower", cmap="viridis",
+                               extent=(xs[0], xs[-1], xs[0], xs[-1]))
+        fig.colorbar(image, ax=axes[3], fraction=0.046)
+        axes[3].set_title("DQS log partition log ∫exp(Q/α)da", fontsize=10)
+    for ax in axes[len(panels):3]:
+        ax.axis("off")
+    return plotting.save(fig, path)
+
+
+def main(argv):
+    del argv
+    s = settings()
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    root = jax.random.PRNGKey(_SEED.value)
+    gt_key, eval_key, logz_key, *method_keys = jax.random.split(root, 5)
+    ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
+    bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
+    print(f"GMM-40 experiment, preset {_PRESET.value}: {s}", flush=True)
+
+    results, wall, states = {}, {}, {}
+    for method, key in zip(_METHODS.value, method_keys):
+        states[method], wall[method] = train_method(method, s, key)
+        results[method] = evaluate_method(method, states[method], s,
+                                          eval_key, ground_truth, bandwidth)
+        print(f"[{method}] trained in {wall[method] / 60:.1f} min; MMD "
+              f"{results[method]['mmd_mean']:.4f} ± "
+              f"{results[method]['mmd_std']:.4f}, coverage "
+              f"{results[method]['coverage_mean']:.1f} ± "
+              f"{results[method]['coverage_std']:.1f} / 40", flush=True)
+
+    reference_key, uniform_key = jax.random.split(gt_key)
+    baselines = {
+        "ground_truth_resample": {
+            "mmd": float(metrics.mmd(gmm.sample_gmm(reference_key,
+                                                    s["num_rollouts"]),
+                                     ground_truth, bandwidth)),
+            "coverage": int(metrics.mode_coverage(
+                ground_truth, jnp.asarray(gmm.gmm_means()), gmm.MODE_STD))},
+        "uniform_in_box": {
+            "mmd": float(metrics.mmd(jax.random.uniform(
+                uniform_key, (s["num_rollouts"], 2), minval=-gmm.BOX,
+                maxval=gmm.BOX), ground_truth, bandwidth))},
+    }
+    summary = {
+        "preset": _PRESET.value, "settings": s,
+        "mmd_bandwidth": float(bandwidth),
+        "agent_configs": {m: dataclasses.asdict(agent_config(m, s))
+                          for m in results},
+        "methods": {m: {k: v for k, v in r.items() if k != "positions"}
+                    for m, r in results.items()},
+        "train_seconds": wall,
+        "baselines": baselines,
+        "versions": run_io.versions(),
+        "devices": [str(d) for d in jax.devices()],
+    }
+    if {"dqs", "sac"} <= set(results):
+        d, c = results["dqs"], results["sac"]
+        summary["dqs_lower_mmd_every_seed"] = all(
+            a < b for a, b in zip(d["mmd"], c["mmd"]))
+        summary["dqs_more_modes_every_seed"] = all(
+            a > b for a, b in zip(d["coverage"], c["coverage"]))
+    results_path = os.path.join(_WORKDIR.value, "results.json")
+    run_io.write_json(results_path, summary)
+    np.savez(os.path.join(_WORKDIR.value, "final_positions.npz"),
+             ground_truth=np.asarray(ground_truth),
+             **{m: r["positions"] for m, r in results.items()})
+    log_z = (log_partition_map(states["dqs"], s, logz_key)
+             if "dqs" in states else None)
+    png = figure(os.path.join(_WORKDIR.value, "gmm_figure.png"),
+                 np.asarray(ground_truth), results, log_z)
+    print(json.dumps(summary["methods"], indent=1))
+    print(f"Wrote {os.path.abspath(results_path)} and {png}")
+
+
+if __name__ == "__main__":
+    app.run(main)
