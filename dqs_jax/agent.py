@@ -7,6 +7,7 @@ reuse of the authors' code; SPEC §6).
 """
 
 import dataclasses
+import math
 from typing import Tuple
 
 import chex
@@ -15,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import losses
-from dqs_jax.networks import CriticEnsemble, ScoreNetwork
+from dqs_jax import batched_estimator, losses
+from dqs_jax.networks import CriticEnsemble, ScoreNetwork, get_activation
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.temperature import log_linear_temperature
@@ -24,6 +25,7 @@ from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 
 ENERGY_ACTIONS = ("raw", "clip")
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,14 @@ class DQSConfig:
     # the action the environment would execute, so the estimate never
     # relies on the critic's extrapolation outside the action box.
     energy_action: str = "raw"
+    # Speed and precision of the iDEM estimate in `update` (same maths):
+    mc_chunk_size: int = 32  # K samples evaluated per chunk (memory bound)
+    stratified_times: bool = False  # t_i ~ U[i/B, (i+1)/B) over the batch
+    # Optional speed mode, off at 0: with stratified times, batch elements
+    # whose noise scale sqrt(h(t)) is surely below this use the gradient at
+    # x_t itself instead of K samples (the K points nearly coincide there).
+    small_noise_threshold: float = 0.0
+    estimator_precision: str = "float32"  # or "bfloat16" matmuls
 
     def __post_init__(self):
         for name in ("hidden_dims", "critic_hidden_dims"):
@@ -79,6 +89,20 @@ class DQSConfig:
                              f"{self.discount}.")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"DQSConfig.tau must be in (0, 1], got {self.tau}.")
+        if self.mc_chunk_size < 1:
+            raise ValueError(f"DQSConfig.mc_chunk_size must be >= 1, got "
+                             f"{self.mc_chunk_size}.")
+        if self.small_noise_threshold < 0 or (
+                self.small_noise_threshold > 0 and not self.stratified_times):
+            raise ValueError(
+                "DQSConfig.small_noise_threshold must be >= 0 and needs "
+                "stratified_times=True, got "
+                f"{self.small_noise_threshold} with stratified_times="
+                f"{self.stratified_times}.")
+        if self.estimator_precision not in PRECISIONS:
+            raise ValueError(f"DQSConfig.estimator_precision must be one of "
+                             f"{tuple(PRECISIONS)}, got "
+                             f"{self.estimator_precision!r}.")
         if self.energy_action not in ENERGY_ACTIONS:
             raise ValueError(f"DQSConfig.energy_action must be one of "
                              f"{ENERGY_ACTIONS}, got {self.energy_action!r}.")
@@ -93,6 +117,18 @@ class DQSConfig:
     @property
     def schedule(self) -> GeometricSchedule:
         return GeometricSchedule(self.sigma_min, self.sigma_max)
+
+    def num_small_noise(self, batch_size: int) -> int:
+        """How many (leading) batch elements the speed mode treats as
+        noise-free: those whose stratum `[i/B, (i+1)/B)` has
+        `sqrt(h) < small_noise_threshold` throughout."""
+        if self.small_noise_threshold <= 0:
+            return 0
+        sched = self.schedule
+        variance = lambda t: sched.sigma_min**2 * math.expm1(  # noqa: E731
+            2.0 * t * sched.log_ratio)
+        return sum(math.sqrt(variance((i + 1) / batch_size))
+                   < self.small_noise_threshold for i in range(batch_size))
 
     def temperature(self, step) -> jax.Array:
         """Temperature after `step` updates (SPEC §7); float32, shape of `step`."""
@@ -216,6 +252,48 @@ def _act_dim(score_params: Params) -> int:
     return score_params["params"]["output"]["bias"].shape[-1]
 
 
+def energy_q(config: DQSConfig, critic_params: Params):
+    """`q(obs [B, o], points [B, M, d]) -> [B, M]`: the Q of the iDEM energy,
+    min over the ensemble (`energy_action` and `estimator_precision`
+    applied)."""
+    activation = get_activation(config.critic_activation)
+    dtype = PRECISIONS[config.estimator_precision]
+
+    def q(observations, points):
+        if config.energy_action == "clip":
+            points = jnp.clip(points, -config.max_action, config.max_action)
+        return batched_estimator.ensemble_min_q(
+            critic_params, observations, points, activation, dtype)
+
+    return q
+
+
+def idem_target_fn(config: DQSConfig, critic_params: Params
+                   ) -> losses.TargetFn:
+    """The batched iDEM estimator `update` uses (a `losses.TargetFn`): the
+    same estimate as `losses.idem_targets` of the ensemble-min Q, computed
+    in chunks of `mc_chunk_size` samples (plus the optional speed mode)."""
+    q = energy_q(config, critic_params)
+
+    def target_fn(observations, x_t, h, temperature, key):
+        n = config.num_small_noise(x_t.shape[0])
+        targets = []
+        if n:  # Speed mode: the gradient at x_t itself.
+            value_and_grad = batched_estimator.scaled_value_and_grad(
+                q, temperature[:n])
+            targets.append(value_and_grad(observations[:n],
+                                          x_t[:n, None])[1][:, 0])
+        if n < x_t.shape[0]:
+            value_and_grad = batched_estimator.scaled_value_and_grad(
+                q, temperature[n:])
+            targets.append(batched_estimator.chunked_idem_targets(
+                value_and_grad, observations[n:], x_t[n:], h[n:], key,
+                config.num_mc_samples, config.mc_chunk_size))
+        return jnp.concatenate(targets) if len(targets) > 1 else targets[0]
+
+    return target_fn
+
+
 def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     """One DQS update: TD step, iDEM score step, Polyak target update.
 
@@ -254,16 +332,14 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
         critic_objective, has_aux=True)(state.critic_params)
 
     # iDEM step (SPEC §3-4): Q = min over the pre-update online ensemble.
-    def min_q(obs, act):
-        if config.energy_action == "clip":
-            act = jnp.clip(act, -config.max_action, config.max_action)
-        return jnp.min(critic_net.apply(state.critic_params, obs, act))
+    target_fn = idem_target_fn(config, state.critic_params)
 
     def score_objective(params):
         return losses.idem_loss_with_aux(
             lambda x, t, o, temp: score_net.apply(params, x, t, o, temp),
-            min_q, batch.observations, batch.actions, temperature, idem_key,
-            schedule=config.schedule, num_samples=config.num_mc_samples)
+            None, batch.observations, batch.actions, temperature, idem_key,
+            schedule=config.schedule, num_samples=config.num_mc_samples,
+            stratified=config.stratified_times, target_fn=target_fn)
 
     (score_loss, score_aux), score_grads = jax.value_and_grad(
         score_objective, has_aux=True)(state.score_params)

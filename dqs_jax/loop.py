@@ -20,13 +20,14 @@ replaced by `env.reset(reset_key)`.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import (Any, Callable, Dict, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from dqs_jax import replay
+from dqs_jax import parallel, replay
 from dqs_jax.agents import Agent
 from dqs_jax.envs.functional import JaxEnv
 from dqs_jax.types import Batch, PRNGKey
@@ -212,13 +213,14 @@ def evaluate(agent: Agent, env: JaxEnv, agent_state: Any, key: PRNGKey,
 def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
                     config: LoopConfig, num_steps: int, keys: jax.Array,
                     chunk_size: int,
-                    on_chunk: Optional[Callable[[int, StepInfo], None]] = None
-                    ) -> LoopState:
+                    on_chunk: Optional[Callable[[int, StepInfo], None]] = None,
+                    devices: Optional[Sequence[Any]] = None) -> LoopState:
     """Trains `len(keys)` seeds side by side (vmapped) for `num_steps` env
     steps, in jitted chunks of `chunk_size` steps; after each chunk calls
     `on_chunk(env_steps_done, infos [S, T])` (e.g. to print progress).
 
     Same numbers as `jax.vmap(make_train(...))(keys)`, chunking aside.
+    With `devices`, the seeds are spread over them (`parallel.shard_seeds`).
 
     Returns:
       The final `LoopState`, with a leading seed axis.
@@ -233,6 +235,8 @@ def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
         return jax.jit(jax.vmap(lambda s: run_steps(
             agent, env, config, s, steps, learn=learn)), donate_argnums=0)
 
+    if devices is not None:
+        keys = parallel.shard_seeds(keys, devices)
     state = jax.jit(jax.vmap(
         lambda k: init(agent, agent_config, env, config, k)))(keys)
     done = config.seed_steps

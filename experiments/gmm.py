@@ -50,6 +50,9 @@ _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
 _METHODS = flags.DEFINE_list("methods", ["dqs", "sac"], "Agents to run.")
+_SPREAD = flags.DEFINE_boolean(
+    "spread_seeds", False, "Spread the seeds over all devices (their count "
+    "must divide --num_seeds).")
 _OVERRIDES = {
     name: (flags.DEFINE_float if isinstance(value, float)
            else flags.DEFINE_integer)(name, None,
@@ -118,7 +121,9 @@ def train_method(method: str, s: dict, key: jax.Array):
     keys = jax.random.split(key, s["num_seeds"])
     state = loop.train_in_chunks(agent, config, env, loop_config,
                                  s["num_steps"], keys, s["chunk_size"],
-                                 progress)
+                                 progress,
+                                 devices=jax.devices() if _SPREAD.value
+                                 else None)
     jax.block_until_ready(state)
     return state, time.time() - start
 
