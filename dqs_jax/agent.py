@@ -18,6 +18,7 @@ import optax
 
 from dqs_jax import batched_estimator, losses
 from dqs_jax.networks import CriticEnsemble, ScoreNetwork, get_activation
+from dqs_jax.optim import apply_gradients
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.temperature import log_linear_temperature
@@ -344,12 +345,10 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     (score_loss, score_aux), score_grads = jax.value_and_grad(
         score_objective, has_aux=True)(state.score_params)
 
-    critic_updates, critic_opt_state = critic_opt.update(
-        critic_grads, state.critic_opt_state, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, critic_updates)
-    score_updates, score_opt_state = score_opt.update(
-        score_grads, state.score_opt_state, state.score_params)
-    score_params = optax.apply_updates(state.score_params, score_updates)
+    critic_params, critic_opt_state = apply_gradients(
+        critic_opt, critic_grads, state.critic_opt_state, state.critic_params)
+    score_params, score_opt_state = apply_gradients(
+        score_opt, score_grads, state.score_opt_state, state.score_params)
     target_params = optax.incremental_update(
         critic_params, state.target_critic_params, config.tau)
 

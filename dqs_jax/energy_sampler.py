@@ -14,6 +14,7 @@ import optax
 
 from dqs_jax.losses import idem_loss
 from dqs_jax.networks import ScoreNetwork
+from dqs_jax.optim import apply_gradients
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.types import LogDensityFn, Params, PRNGKey
@@ -84,8 +85,7 @@ def fit_energy_sampler(log_density: LogDensityFn, dim: int, key: PRNGKey,
     def step(carry, k):
         p, opt_state = carry
         loss, grads = jax.value_and_grad(loss_fn)(p, k)
-        updates, opt_state = optimiser.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), loss
+        return apply_gradients(optimiser, grads, opt_state, p), loss
 
     keys = jax.random.split(train_key, config.num_updates)
     (params, _), losses = jax.lax.scan(

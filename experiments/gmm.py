@@ -35,10 +35,10 @@ from experiments import plotting, run_io
 # Presets: equal budgets for both methods. The DQS temperature (constant)
 # was chosen by a short sweep over {1, 10, 30} on the CPU preset's budget.
 PRESETS = {
-    "cpu": dict(num_steps=20_000, seed_steps=2_000, batch_size=128,
+    "cpu": dict(num_steps=50_000, seed_steps=2_000, batch_size=128,
                 replay_size=50_000, hidden_dim=128, num_mc_samples=32,
                 num_sampling_steps=20, dqs_temperature=30.0, num_seeds=3,
-                num_rollouts=1000, chunk_size=2_000),
+                num_rollouts=1000, chunk_size=5_000),
     "paper": dict(num_steps=200_000, seed_steps=10_000, batch_size=256,
                   replay_size=200_000, hidden_dim=256, num_mc_samples=1000,
                   num_sampling_steps=20, dqs_temperature=30.0, num_seeds=5,

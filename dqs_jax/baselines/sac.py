@@ -25,6 +25,7 @@ import optax
 
 from dqs_jax import losses
 from dqs_jax.networks import MLP, CriticEnsemble
+from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -280,9 +281,8 @@ def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
 
     (critic_loss, critic_aux), critic_grads = jax.value_and_grad(
         critic_objective, has_aux=True)(state.critic_params)
-    critic_updates, critic_opt_state = critic_opt.update(
-        critic_grads, state.critic_opt_state, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, critic_updates)
+    critic_params, critic_opt_state = apply_gradients(
+        critic_opt, critic_grads, state.critic_opt_state, state.critic_params)
 
     # Actor: minimise E[alpha log pi(a|s) - min_j Q_j(s, a)], reparameterised.
     def actor_objective(params):
@@ -296,9 +296,8 @@ def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
 
     (actor_loss, (entropy, mean_log_std)), actor_grads = jax.value_and_grad(
         actor_objective, has_aux=True)(state.actor_params)
-    actor_updates, actor_opt_state = actor_opt.update(
-        actor_grads, state.actor_opt_state, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, actor_updates)
+    actor_params, actor_opt_state = apply_gradients(
+        actor_opt, actor_grads, state.actor_opt_state, state.actor_params)
 
     # Temperature: loss = log_alpha * (H - H_target); alpha rises if H < target.
     target_entropy = config.entropy_target(state.act_dim)
@@ -309,10 +308,9 @@ def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
 
     temperature_loss, temperature_grad = jax.value_and_grad(
         temperature_objective)(state.log_temperature)
-    temperature_updates, temperature_opt_state = temperature_opt.update(
-        temperature_grad, state.temperature_opt_state, state.log_temperature)
-    log_temperature = optax.apply_updates(state.log_temperature,
-                                          temperature_updates)
+    log_temperature, temperature_opt_state = apply_gradients(
+        temperature_opt, temperature_grad, state.temperature_opt_state,
+        state.log_temperature)
 
     target_params = optax.incremental_update(
         critic_params, state.target_critic_params, config.tau)
