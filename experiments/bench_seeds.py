@@ -13,7 +13,6 @@ import time
 
 from absl import app, flags
 import jax
-import numpy as np
 
 from dqs_jax import agents, loop, parallel
 from dqs_jax.envs import gmm

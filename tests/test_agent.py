@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dqs_jax import agent
-from dqs_jax.types import Batch
+from tests.helpers import random_batch, tree_equal
 
 OBS_DIM, ACT_DIM, B = 3, 2, 16
 SMALL = agent.DQSConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
@@ -16,13 +16,7 @@ SMALL = agent.DQSConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
 
 
 def make_batch(seed=0, batch_size=B, discount=1.0):
-    rng = np.random.default_rng(seed)
-    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
-    return Batch(f(batch_size, OBS_DIM),
-                 jnp.tanh(f(batch_size, ACT_DIM)),
-                 f(batch_size),
-                 jnp.full((batch_size,), discount, jnp.float32),
-                 f(batch_size, OBS_DIM))
+    return random_batch(OBS_DIM, ACT_DIM, batch_size, seed, discount)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +27,6 @@ def state():
 @pytest.fixture(scope="module")
 def jit_update():
     return jax.jit(agent.update)
-
-
-def tree_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(
-        jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
 def test_defaults_follow_the_spec():

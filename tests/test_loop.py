@@ -7,7 +7,7 @@ import numpy as np
 from dqs_jax import agents, loop
 from dqs_jax.agent import DQSConfig
 from dqs_jax.envs import gmm
-from tests.tree_utils import assert_same_training
+from tests.helpers import assert_same_training
 
 AGENT = agents.get_agent("dqs")
 CONFIG = DQSConfig(hidden_dims=(16, 16), critic_hidden_dims=(16, 16),

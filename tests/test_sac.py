@@ -11,6 +11,7 @@ from scipy import stats
 
 from dqs_jax.baselines import sac
 from dqs_jax.types import Batch
+from tests.helpers import random_batch, tree_equal
 
 OBS_DIM, ACT_DIM, B = 3, 2, 16
 SMALL = sac.SACConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
@@ -18,13 +19,7 @@ SMALL = sac.SACConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
 
 
 def make_batch(seed=0, batch_size=B, discount=1.0):
-    rng = np.random.default_rng(seed)
-    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
-    return Batch(f(batch_size, OBS_DIM),
-                 jnp.tanh(f(batch_size, ACT_DIM)),
-                 f(batch_size),
-                 jnp.full((batch_size,), discount, jnp.float32),
-                 f(batch_size, OBS_DIM))
+    return random_batch(OBS_DIM, ACT_DIM, batch_size, seed, discount)
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +30,6 @@ def state():
 @pytest.fixture(scope="module")
 def jit_update():
     return jax.jit(sac.update)
-
-
-def tree_equal(a, b):
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(
-        np.array_equal(x, y) for x, y in zip(la, lb))
 
 
 def test_defaults_and_validation():

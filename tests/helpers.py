@@ -1,0 +1,37 @@
+"""Shared helpers of the agent and loop tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dqs_jax.types import Batch
+
+
+def random_batch(obs_dim: int, act_dim: int, batch_size: int, seed: int = 0,
+                 discount: float = 1.0) -> Batch:
+    """Gaussian observations and rewards, tanh-squashed actions."""
+    rng = np.random.default_rng(seed)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    return Batch(f(batch_size, obs_dim), jnp.tanh(f(batch_size, act_dim)),
+                 f(batch_size), jnp.full((batch_size,), discount, jnp.float32),
+                 f(batch_size, obs_dim))
+
+
+def tree_equal(a, b) -> bool:
+    """Same structure size and bitwise-equal leaves."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def assert_same_training(a, b, start, fraction=0.02):
+    """Trees `a` and `b`, both trained from `start`, agree up to float noise:
+    per leaf, `max |a - b| <= fraction * max |b - start|` (Adam turns float
+    noise in near-zero gradients into steps of size lr, so elementwise
+    tolerances do not fit)."""
+    for x, y, y0 in zip(jax.tree_util.tree_leaves(a),
+                        jax.tree_util.tree_leaves(b),
+                        jax.tree_util.tree_leaves(start)):
+        x, y, y0 = (np.asarray(v, np.float64) for v in (x, y, y0))
+        moved = np.max(np.abs(y - y0)) if y.size else 0.0
+        assert np.max(np.abs(x - y), initial=0.0) <= fraction * moved + 1e-6
