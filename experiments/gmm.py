@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agents, loop, metrics
-from dqs_jax.agent import DQSConfig, critic_network
+from dqs_jax.agent import DQSConfig, energy_q
 from dqs_jax.baselines.sac import SACConfig
 from dqs_jax.envs import gmm
 from experiments import plotting, run_io
@@ -151,19 +151,18 @@ def evaluate_method(method: str, state, s: dict, key: jax.Array,
     }
 
 
-def log_partition_map(state, s: dict, key, resolution: int = 60):
+def log_partition_map(state, key, resolution: int = 60):
     """`log ∫ exp(Q(s, a) / alpha) da` of seed 0's DQS critic on a grid."""
     params = jax.tree_util.tree_map(lambda x: x[0], state.agent_state)
-    config = params.config
-    net = critic_network(config)
+    energy = energy_q(params.config, params.critic_params)
 
     def q_fn(states, actions):
-        return jnp.min(net.apply(params.critic_params, states, actions), -1)
+        return energy(states, actions[:, None])[:, 0]
 
     xs = np.linspace(-gmm.BOX, gmm.BOX, resolution, dtype=np.float32)
     grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
     values = jax.jit(lambda g, k: metrics.log_partition(
-        q_fn, g, config.init_temperature, k, num_actions=256))(grid, key)
+        q_fn, g, params.temperature, k, num_actions=256))(grid, key)
     return xs, np.asarray(values).reshape(resolution, resolution)
 
 
@@ -251,7 +250,7 @@ def main(argv):
     np.savez(os.path.join(_WORKDIR.value, "final_positions.npz"),
              ground_truth=np.asarray(ground_truth),
              **{m: r["positions"] for m, r in results.items()})
-    log_z = (log_partition_map(states["dqs"], s, logz_key)
+    log_z = (log_partition_map(states["dqs"], logz_key)
              if "dqs" in states else None)
     png = figure(os.path.join(_WORKDIR.value, "gmm_figure.png"),
                  np.asarray(ground_truth), results, log_z)
