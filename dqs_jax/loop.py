@@ -27,7 +27,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from dqs_jax import parallel, replay
+from dqs_jax import agents, parallel, replay
 from dqs_jax.agents import Agent
 from dqs_jax.envs.functional import JaxEnv
 from dqs_jax.types import Batch, PRNGKey
@@ -94,10 +94,10 @@ def init(agent: Agent, agent_config: Any, env: JaxEnv, config: LoopConfig,
 
 
 def _zero_metrics(agent: Agent, state: LoopState, batch_size: int):
-    batch = jax.eval_shape(
-        lambda b: replay.sample(b, jax.random.PRNGKey(0), batch_size),
-        state.buffer)
-    _, metrics = jax.eval_shape(agent.update, state.agent_state, batch)
+    _, _, metrics = jax.eval_shape(
+        lambda s, b: agents.train_step(agent, s, b, jax.random.PRNGKey(0),
+                                       batch_size),
+        state.agent_state, state.buffer)
     return {k: jnp.zeros(v.shape, v.dtype) for k, v in metrics.items()}
 
 
@@ -118,8 +118,8 @@ def env_step(agent: Agent, env: JaxEnv, config: LoopConfig,
                            Batch(obs, action, reward, discount, next_obs))
     agent_state = state.agent_state
     if learn:
-        agent_state, metrics = agent.update(
-            agent_state, replay.sample(buffer, sample_key, config.batch_size))
+        agent_state, buffer, metrics = agents.train_step(
+            agent, agent_state, buffer, sample_key, config.batch_size)
     else:
         metrics = _zero_metrics(agent, state, config.batch_size)
 

@@ -39,3 +39,56 @@ def check_batch(batch: Batch, obs_dim: int, act_dim: int) -> None:
     chex.assert_shape(batch.next_observations, (batch_size, obs_dim))
     chex.assert_shape(batch.actions, (batch_size, act_dim))
     chex.assert_shape([batch.rewards, batch.discounts], (batch_size,))
+
+
+class PolicyStep(NamedTuple):
+    """What an on-policy agent's `explore` returns besides the env actions.
+
+    Attributes:
+      actions: `[N, d]` the policy's raw samples (e.g. an unbounded Gaussian
+        sample, before clipping to the action box), as stored in a `Rollout`.
+      log_probs: `[N]` `log pi(actions | obs)` under the acting policy.
+      values: `[N]` the value estimates `V(obs)`.
+    """
+
+    actions: jax.Array
+    log_probs: jax.Array
+    values: jax.Array
+
+
+class Rollout(NamedTuple):
+    """`T` consecutive on-policy transitions of one environment, in order.
+
+    Attributes:
+      observations: `[T, o]`.
+      actions: `[T, d]` raw policy samples (`PolicyStep.actions`).
+      log_probs: `[T]` their log-probabilities when they were taken.
+      values: `[T]` `V(observations)` when they were taken.
+      rewards: `[T]`.
+      discounts: `[T]` 0 at true termination only, 1 otherwise (also at
+        time-limit truncation, which bootstraps from `next_observations`).
+      dones: `[T]` 1.0 where the episode ended at this step (termination or
+        truncation; the next row starts a new episode), else 0.0.
+      next_observations: `[T, o]` the observation after each step (the final
+        one of the episode where `dones`, not the reset observation).
+    """
+
+    observations: jax.Array
+    actions: jax.Array
+    log_probs: jax.Array
+    values: jax.Array
+    rewards: jax.Array
+    discounts: jax.Array
+    dones: jax.Array
+    next_observations: jax.Array
+
+
+def check_rollout(rollout: Rollout, obs_dim: int, act_dim: int) -> None:
+    """Asserts (chex) that `rollout` holds `T` transitions of these sizes."""
+    chex.assert_rank(list(rollout), [2, 2, 1, 1, 1, 1, 1, 2])
+    length = rollout.observations.shape[0]
+    chex.assert_shape([rollout.observations, rollout.next_observations],
+                      (length, obs_dim))
+    chex.assert_shape(rollout.actions, (length, act_dim))
+    chex.assert_shape([rollout.log_probs, rollout.values, rollout.rewards,
+                       rollout.discounts, rollout.dones], (length,))

@@ -121,12 +121,10 @@ class LoopState:
         return cls(**values)
 
 
-def _make_train_step(update_fn, batch_size: int):
+def _make_train_step(spec: agents.Agent, batch_size: int):
     def train_step(state, buffer, transition, key):
         buffer = replay.insert(buffer, transition)
-        batch = replay.sample(buffer, key, batch_size)
-        state, metrics = update_fn(state, batch)
-        return state, buffer, metrics
+        return agents.train_step(spec, state, buffer, key, batch_size)
     return jax.jit(train_step, donate_argnums=(0, 1))
 
 
@@ -270,7 +268,7 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
 
     act_fn = jax.jit(spec.act, static_argnames="deterministic")
     insert_fn = jax.jit(replay.insert, donate_argnums=0)
-    train_step = _make_train_step(spec.update, settings.batch_size)
+    train_step = _make_train_step(spec, settings.batch_size)
 
     session_start = time.time()
     interval_start, interval_steps, interval_updates = session_start, 0, 0
@@ -408,7 +406,7 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
 
 def _metric_names(spec, state, buffer, batch_size: int) -> List[str]:
     """Names of the scalars `spec.update` returns (traced, not run)."""
-    batch = jax.eval_shape(lambda b: replay.sample(b, EVAL_KEY, batch_size),
-                           buffer)
-    _, metrics = jax.eval_shape(spec.update, state, batch)
+    _, _, metrics = jax.eval_shape(
+        lambda s, b: agents.train_step(spec, s, b, EVAL_KEY, batch_size),
+        state, buffer)
     return sorted(metrics)
