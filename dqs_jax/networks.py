@@ -1,4 +1,5 @@
-"""The score network (SPEC §8) and the critic ensemble (SPEC §6)."""
+"""The score network (SPEC §8), the critic ensemble (SPEC §6) and the
+noise-prediction network of the DDPM baselines."""
 
 import math
 from typing import Callable, Sequence
@@ -8,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu,
-               "tanh": jnp.tanh}
+               "tanh": jnp.tanh, "mish": jax.nn.mish}
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
@@ -118,3 +119,36 @@ class CriticEnsemble(nn.Module):
         )
         return ensemble(self.hidden_dims, self.activation,
                         name="ensemble")(obs, actions)
+
+
+class NoisePredictionMLP(nn.Module):
+    """`eps_theta(x, t, obs)`: the conditional noise predictor of a DDPM policy.
+
+    The step `t` goes through a sinusoidal embedding of size
+    `time_embed_dim` and an MLP (`time_mlp_dims`, none if empty); its
+    output is concatenated with `x` and `obs` and fed to an MLP of
+    `hidden_dims` with a linear output of size `d` (the DACER/DIPO/QSM
+    layout; Mish by default as in their official code).
+
+    Call shapes: `x [..., d]`, `t [...]` or scalar (int or float step),
+    `obs [..., o]`; returns `[..., d]`.
+    """
+
+    hidden_dims: Sequence[int] = (256, 256)
+    time_embed_dim: int = 16
+    time_mlp_dims: Sequence[int] = (32,)
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, x, t, obs):
+        act = get_activation(self.activation)
+        batch_shape = x.shape[:-1]
+        t_emb = sinusoidal_embedding(t, self.time_embed_dim)
+        for i, width in enumerate(self.time_mlp_dims):
+            t_emb = nn.Dense(width, name=f"time_{i}")(t_emb)
+            t_emb = act(t_emb) if i < len(self.time_mlp_dims) - 1 else t_emb
+        t_emb = jnp.broadcast_to(t_emb, batch_shape + t_emb.shape[-1:])
+        obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
+        h = jnp.concatenate([x, obs, t_emb], axis=-1)
+        return MLP(self.hidden_dims, x.shape[-1], self.activation,
+                   name="denoiser")(h)

@@ -81,3 +81,29 @@ def test_shape_errors():
         replay.insert(buffer, transition(0, obs_dim=4))
     with pytest.raises(ValueError, match="capacity"):
         replay.init(0, 3, 2)
+
+
+def test_action_targets_follow_inserts_and_writes():
+    buffer = replay.init(3, 1, 2)
+    for i in range(4):  # Wraps: slot 0 holds the 4th transition.
+        buffer = replay.insert(buffer, Batch(
+            jnp.full((1,), float(i)), jnp.full((2,), 0.1 * i), jnp.float32(0),
+            jnp.float32(1), jnp.zeros((1,))))
+    np.testing.assert_allclose(np.asarray(buffer.action_targets),
+                               np.asarray(buffer.actions))
+    np.testing.assert_allclose(np.asarray(buffer.action_targets[0]),
+                               [0.3, 0.3], rtol=1e-6)
+    written = replay.write_action_targets(buffer, jnp.array([2, 0]),
+                                          jnp.array([[1.0, 2.0], [3.0, 4.0]]))
+    np.testing.assert_allclose(np.asarray(written.action_targets),
+                               [[3, 4], [0.1, 0.1], [1, 2]], rtol=1e-6)
+    # The critic's data is untouched; a new insert resets its slot's target.
+    np.testing.assert_array_equal(np.asarray(written.actions),
+                                  np.asarray(buffer.actions))
+    again = replay.insert(written, Batch(
+        jnp.zeros((1,)), jnp.full((2,), -0.5), jnp.float32(0), jnp.float32(1),
+        jnp.zeros((1,))))
+    np.testing.assert_array_equal(np.asarray(again.action_targets[1]),
+                                  [-0.5, -0.5])
+    batch = replay.gather(again, jnp.array([2, 1]))
+    np.testing.assert_array_equal(np.asarray(batch.actions[1]), [-0.5, -0.5])
