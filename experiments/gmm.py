@@ -1,5 +1,6 @@
 r"""The paper's illustrative experiment (SPEC §10A): GMM-40 navigation,
-DQS against SAC with equal budgets over several seeds.
+DQS against SAC (or any registered agents, `--methods`) with equal budgets
+over several seeds.
 
     python -m experiments.gmm --preset=cpu --workdir=runs/gmm
 
@@ -12,8 +13,12 @@ coverage (components with a final position within 3 std of their mean).
 
 Writes under `--workdir`: results.json (per method and seed, mean ± std,
 wall times), final_positions.npz, and gmm_figure.png (contours with
-ground-truth samples, DQS and SAC final positions, and the log-partition
+ground-truth samples, each method's final positions, and the log-partition
 heat map of the DQS critic, as in the paper's Fig. 2).
+
+Every agent gets the preset's widths (`--hidden_dim`) and its own defaults
+otherwise; on-policy agents (PPO) collect `--rollout_length` steps per
+update and take no seed phase.
 """
 
 import dataclasses
@@ -27,8 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agents, loop, metrics
-from dqs_jax.agent import DQSConfig, energy_q
-from dqs_jax.baselines.sac import SACConfig
+from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
 from experiments import plotting, run_io
 
@@ -38,11 +42,11 @@ PRESETS = {
     "cpu": dict(num_steps=50_000, seed_steps=2_000, batch_size=128,
                 replay_size=50_000, hidden_dim=128, num_mc_samples=32,
                 num_sampling_steps=20, dqs_temperature=30.0, num_seeds=3,
-                num_rollouts=1000, chunk_size=5_000),
+                num_rollouts=1000, chunk_size=5_000, rollout_length=1_000),
     "paper": dict(num_steps=200_000, seed_steps=10_000, batch_size=256,
                   replay_size=200_000, hidden_dim=256, num_mc_samples=1000,
                   num_sampling_steps=20, dqs_temperature=30.0, num_seeds=5,
-                  num_rollouts=2000, chunk_size=10_000),
+                  num_rollouts=2000, chunk_size=10_000, rollout_length=2_000),
 }
 
 _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
@@ -68,7 +72,7 @@ def settings() -> dict:
             s[name] = flag.value
     positive = ("num_steps", "batch_size", "replay_size", "hidden_dim",
                 "num_mc_samples", "num_sampling_steps", "num_seeds",
-                "num_rollouts", "chunk_size")
+                "num_rollouts", "chunk_size", "rollout_length")
     for name in positive:
         if s[name] < 1:
             raise app.UsageError(f"--{name} must be >= 1, got {s[name]}.")
@@ -76,22 +80,36 @@ def settings() -> dict:
         raise app.UsageError("--seed_steps must be in [0, num_steps].")
     if s["dqs_temperature"] <= 0:
         raise app.UsageError("--dqs_temperature must be > 0.")
-    unknown = set(_METHODS.value) - {"dqs", "sac"}
-    if unknown:
+    unknown = set(_METHODS.value) - set(agents.agent_names())
+    if unknown or not _METHODS.value:
         raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose "
-                             "from dqs, sac.")
+                             f"from {', '.join(agents.agent_names())}.")
+    for method in _METHODS.value:
+        if agents.get_agent(method).on_policy and (
+                s["num_steps"] % s["rollout_length"]
+                or s["chunk_size"] % s["rollout_length"]):
+            raise app.UsageError(
+                f"{method} is on-policy: --num_steps and --chunk_size must be "
+                f"multiples of --rollout_length ({s['rollout_length']}).")
     return s
 
 
 def agent_config(method: str, s: dict):
+    """`method`'s config: its defaults, the preset's widths, DQS's K and
+    temperature, the on-policy rollout length."""
+    spec = agents.get_agent(method)
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     hidden = (s["hidden_dim"],) * 2
+    overrides = {k: hidden for k in ("hidden_dims", "critic_hidden_dims")
+                 if k in fields}
     if method == "dqs":
-        return DQSConfig(hidden_dims=hidden, critic_hidden_dims=hidden,
-                         num_mc_samples=s["num_mc_samples"],
+        overrides.update(num_mc_samples=s["num_mc_samples"],
                          num_sampling_steps=s["num_sampling_steps"],
                          init_temperature=s["dqs_temperature"],
                          final_temperature=s["dqs_temperature"])
-    return SACConfig(hidden_dims=hidden, critic_hidden_dims=hidden)
+    if spec.on_policy:
+        overrides["rollout_length"] = s["rollout_length"]
+    return spec.make_config(**overrides)
 
 
 def train_method(method: str, s: dict, key: jax.Array):
@@ -99,7 +117,8 @@ def train_method(method: str, s: dict, key: jax.Array):
     agent = agents.get_agent(method)
     config = agent_config(method, s)
     env = gmm.environment()
-    loop_config = loop.LoopConfig(seed_steps=s["seed_steps"],
+    loop_config = loop.LoopConfig(seed_steps=0 if agent.on_policy
+                                  else s["seed_steps"],
                                   batch_size=s["batch_size"],
                                   replay_size=s["replay_size"])
     start = time.time()
@@ -166,17 +185,24 @@ def log_partition_map(state, key, resolution: int = 60):
     return xs, np.asarray(values).reshape(resolution, resolution)
 
 
+_COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
+           "tab:olive", "tab:cyan", "tab:gray")
+
+
 def figure(path, ground_truth, results, log_z):
-    fig, axes = plotting.plt.subplots(1, 4, figsize=(20, 5))
+    """Ground truth, each method's final states (seed 0) and the DQS
+    critic's log-partition map, one panel each."""
+    panels = [("Ground truth", ground_truth, "tab:green")]
+    for (method, r), color in zip(results.items(), _COLORS):
+        panels.append((f"{method.upper()} final states (seed 0): MMD "
+                       f"{r['mmd'][0]:.4f}, {r['coverage'][0]}/40 modes",
+                       r["positions"][0], color))
+    num = len(panels) + (log_z is not None)
+    fig, axes = plotting.plt.subplots(1, num, figsize=(5 * num, 5),
+                                      squeeze=False)
+    axes = axes[0]
     lims = (-gmm.BOX, gmm.BOX)
     log_density = jax.jit(gmm.log_density)
-    panels = [("Ground truth", ground_truth, "tab:green")]
-    for method, color in (("dqs", "tab:red"), ("sac", "tab:orange")):
-        if method in results:
-            r = results[method]
-            panels.append((f"{method.upper()} final states (seed 0): MMD "
-                           f"{r['mmd'][0]:.4f}, {r['coverage'][0]}/40 modes",
-                           r["positions"][0], color))
     for ax, (title, points, color) in zip(axes, panels):
         plotting.density_contours(ax, log_density, lims, resolution=300,
                                   levels=30)
@@ -184,12 +210,10 @@ def figure(path, ground_truth, results, log_z):
         ax.set_title(title, fontsize=10)
     if log_z is not None:
         xs, values = log_z
-        image = axes[3].imshow(values, origin="lower", cmap="viridis",
-                               extent=(xs[0], xs[-1], xs[0], xs[-1]))
-        fig.colorbar(image, ax=axes[3], fraction=0.046)
-        axes[3].set_title("DQS log partition log ∫exp(Q/α)da", fontsize=10)
-    for ax in axes[len(panels):3]:
-        ax.axis("off")
+        image = axes[-1].imshow(values, origin="lower", cmap="viridis",
+                                extent=(xs[0], xs[-1], xs[0], xs[-1]))
+        fig.colorbar(image, ax=axes[-1], fraction=0.046)
+        axes[-1].set_title("DQS log partition log ∫exp(Q/α)da", fontsize=10)
     return plotting.save(fig, path)
 
 
@@ -198,7 +222,8 @@ def main(argv):
     s = settings()
     os.makedirs(_WORKDIR.value, exist_ok=True)
     root = jax.random.PRNGKey(_SEED.value)
-    gt_key, eval_key, logz_key, *method_keys = jax.random.split(root, 5)
+    gt_key, eval_key, logz_key, *method_keys = jax.random.split(
+        root, 3 + len(_METHODS.value))
     ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
     bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
     print(f"GMM-40 experiment, preset {_PRESET.value}: {s}", flush=True)

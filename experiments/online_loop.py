@@ -1,33 +1,36 @@
-"""The environment loop of `experiments.train`: act, step, store, update,
-evaluate, log and checkpoint, with exact resume from the last checkpoint.
+"""The environment loop of `experiments.train`: act, step, learn, evaluate,
+log and checkpoint, with exact resume from the last checkpoint.
 
-All learning lives in `dqs_jax` (the agent's `update` / `act`, the replay
-buffer); this module only orchestrates and writes files.
+All learning lives in `dqs_jax` (the agent's pure functions) and in
+`experiments.learners` (replay or rollout storage); this module orchestrates
+the phases of a run (`_Run`: restore, step, end of episode, evaluate,
+progress, checkpoint) and writes files through `experiments.run_outputs`.
 """
 
 import dataclasses
 import math
 import os
-import shutil
 import time
 from typing import Any, Dict, List, Optional
 
 import jax
 import numpy as np
 
-from dqs_jax import agents, replay
+from dqs_jax import agents
 from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
 from dqs_jax.types import Batch
-from experiments import plotting, run_io
+from experiments import learners, run_io
+from experiments.run_outputs import (ConfigMismatchError, Outputs,
+                                     format_duration, format_return,
+                                     prepare_workdir)
 
-EVAL_KEY = jax.random.PRNGKey(0)  # Unused by the deterministic sampler.
+__all__ = ["ConfigMismatchError", "NonFiniteLossError", "RunSettings",
+           "LoopState", "evaluate", "evaluation_seed", "train"]
+
+EVAL_KEY = learners.EVAL_KEY
 # Flags that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("max_steps", "log_interval")
-
-
-class ConfigMismatchError(ValueError):
-    """The workdir holds a run with a different configuration."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,7 +39,11 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """Everything that defines a run (the absl flags of `experiments.train`)."""
+    """Everything that defines a run (the absl flags of `experiments.train`).
+
+    `seed_steps` and `replay_size` apply to off-policy agents; on-policy
+    agents (PPO) act with their own policy from the first step.
+    """
 
     env: str = "dmc:cheetah-run"
     agent: str = "dqs"
@@ -121,13 +128,6 @@ class LoopState:
         return cls(**values)
 
 
-def _make_train_step(spec: agents.Agent, batch_size: int):
-    def train_step(state, buffer, transition, key):
-        buffer = replay.insert(buffer, transition)
-        return agents.train_step(spec, state, buffer, key, batch_size)
-    return jax.jit(train_step, donate_argnums=(0, 1))
-
-
 def evaluation_seed(seed: int, env_step: int) -> int:
     """The eval env's seed for the evaluation at `env_step` (resume-proof)."""
     return int(np.random.SeedSequence([seed, 1, env_step]).generate_state(1)[0])
@@ -150,72 +150,211 @@ def evaluate(env, act_fn, state, num_episodes: int) -> List[float]:
     return returns
 
 
-def _format_return(value: float) -> str:
-    return f"{value:.1f}" if math.isfinite(value) else "n/a"
+class _Run:
+    """One session of a run: its environments, agent, learner and outputs."""
 
+    def __init__(self, settings: RunSettings, argv: Optional[List[str]]):
+        self.settings = settings
+        self.spec = agents.get_agent(settings.agent)
+        agent_config = settings.resolved_agent_config()
+        self.workdir = os.path.abspath(settings.workdir)
+        prepare_workdir(settings.workdir, {
+            "flat_config": settings.flat_config(),
+            "agent_config_class": type(agent_config).__name__,
+            "versions": run_io.versions(),
+            "command": argv,
+        }, settings.overwrite, RESUMABLE_CHANGES)
+        self.env = registry.make_env(settings.env, settings.seed)
+        self.eval_env = registry.make_env(settings.env, settings.seed + 1)
+        self.obs_dim = self.env.observation_size
+        self.act_dim = self.env.action_size
+        agent_key, loop_key = jax.random.split(
+            jax.random.PRNGKey(settings.seed))
+        self.state = self.spec.init(agent_config, self.obs_dim, self.act_dim,
+                                    agent_key)
+        self.learner = learners.make_learner(
+            self.spec, agent_config, self.obs_dim, self.act_dim,
+            settings.replay_size, settings.batch_size, settings.seed_steps)
+        self.loop = LoopState(
+            env_step=0, episode=0, episode_return=0.0, episode_length=0,
+            observation=self.env.reset(), key=np.asarray(loop_key),
+            num_updates=0,
+            metric_sums={k: 0.0 for k in
+                         self.learner.metric_names(self.state)},
+            metric_count=0, last_episode_return=float("nan"),
+            last_eval_return=float("nan"), wall_time=0.0)
+        self.checkpointer = Checkpointer(os.path.join(self.workdir,
+                                                      "checkpoints"))
+        resume_step = self._restore()
+        self.outputs = Outputs(self.workdir,
+                               f"{settings.agent} on {settings.env}",
+                               resume_step)
+        self.session_start = time.time()
+        self.interval = [self.session_start, 0, 0]  # time, steps, updates
+        self.row = [self.session_start, 0, 0]
 
-def _format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    def _tree(self) -> Dict[str, Any]:
+        return {"agent": self.state, self.learner.data_name: self.learner.data,
+                "loop": self.loop.to_tree(), "env": self.env.get_state()}
 
+    def _restore(self) -> Optional[int]:
+        step = self.checkpointer.latest_step()
+        if step is None:
+            return None
+        restored = self.checkpointer.restore(self._tree(), step)
+        self.state = restored["agent"]
+        self.learner.restore(restored[self.learner.data_name])
+        self.loop = LoopState.from_tree(restored["loop"])
+        self.env.set_state(restored["env"])
+        print(f"resuming from step {step} ({self.workdir})", flush=True)
+        return step
 
-class _Outputs:
-    """metrics.jsonl, TensorBoard scalars and the learning-curve PNG."""
+    def _learn_failed(self, bad: Dict[str, float]) -> NonFiniteLossError:
+        self.outputs.close()
+        last = self.checkpointer.latest_step()
+        return NonFiniteLossError(
+            f"Non-finite loss at env step {self.loop.env_step + 1} (update "
+            f"{self.loop.num_updates + 1}): "
+            + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+            + ". Stopping. The last good checkpoint is "
+            + (self.checkpointer.path(last) if last is not None else
+               "none (no checkpoint was written yet)") + ".")
 
-    def __init__(self, workdir: str, title: str, resume_step: Optional[int]):
-        from tensorboardX import SummaryWriter
-        self.log = run_io.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
-        if resume_step is not None:
-            self.log.truncate_after(resume_step)
-        self.writer = SummaryWriter(
-            os.path.join(workdir, "tensorboard"),
-            purge_step=None if resume_step is None else resume_step + 1)
-        self.curve_path = os.path.join(workdir, "learning_curve.png")
-        self.title = title
+    def step(self) -> bool:
+        """One env step and whatever learning it triggers; True at an
+        episode end."""
+        loop = self.loop
+        key, act_key, update_key = jax.random.split(loop.key, 3)
+        loop.key = np.asarray(key)
+        action, extras = self.learner.act(self.state, loop.observation,
+                                          act_key, loop.env_step)
+        result = self.env.step(action)
+        done = bool(result.terminated or result.truncated)
+        transition = Batch(loop.observation, action,
+                           np.float32(result.reward),
+                           np.float32(result.discount), result.observation)
+        self.state, metrics = self.learner.observe(
+            self.state, transition, done, extras, update_key, loop.env_step)
+        if metrics is not None:
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+            if bad:
+                raise self._learn_failed(bad)
+            loop.num_updates += 1
+            self.interval[2] += 1
+            self.row[2] += 1
+            for k, v in metrics.items():
+                loop.metric_sums[k] += v
+            loop.metric_count += 1
+        loop.env_step += 1
+        self.interval[1] += 1
+        self.row[1] += 1
+        loop.episode_return += result.reward
+        loop.episode_length += 1
+        loop.observation = result.observation
+        return done
 
-    def write(self, row: Dict[str, Any]) -> None:
-        self.log.append(row)
-        for name, value in row.items():
-            if name not in ("kind", "step") and isinstance(value, (int, float)):
-                self.writer.add_scalar(f"{row['kind']}/{name}", value,
-                                       row["step"])
+    def end_episode(self, now: float) -> None:
+        """Writes the train row of the finished episode and resets the env."""
+        loop = self.loop
+        row = {"kind": "train", "step": loop.env_step, "episode": loop.episode,
+               "episode_return": loop.episode_return,
+               "episode_length": loop.episode_length,
+               "num_updates": loop.num_updates}
+        if loop.metric_count:
+            row.update({k: v / loop.metric_count
+                        for k, v in sorted(loop.metric_sums.items())})
+        elapsed = max(now - self.row[0], 1e-9)
+        row.update(env_steps_per_sec=self.row[1] / elapsed,
+                   updates_per_sec=self.row[2] / elapsed,
+                   wall_time=loop.wall_time + now - self.session_start)
+        self.outputs.write(row)
+        self.row = [now, 0, 0]
+        loop.last_episode_return = loop.episode_return
+        loop.metric_sums = {k: 0.0 for k in loop.metric_sums}
+        loop.metric_count = 0
+        loop.episode += 1
+        loop.episode_return, loop.episode_length = 0.0, 0
+        loop.observation = self.env.reset()
 
-    def plot(self) -> str:
-        self.writer.flush()
-        return plotting.learning_curve(self.log.rows(), self.curve_path,
-                                       self.title)
+    def evaluate(self) -> None:
+        step, start = self.loop.env_step, time.time()
+        self.eval_env.seed(evaluation_seed(self.settings.seed, step))
+        returns = evaluate(self.eval_env, self.learner.act_fn, self.state,
+                           self.settings.eval_episodes)
+        self.loop.last_eval_return = float(np.mean(returns))
+        now = time.time()
+        self.outputs.write({
+            "kind": "eval", "step": step, "num_updates": self.loop.num_updates,
+            "eval_return_mean": float(np.mean(returns)),
+            "eval_return_std": float(np.std(returns)),
+            "eval_returns": [float(r) for r in returns],
+            "eval_seconds": now - start,
+            "wall_time": self.loop.wall_time + now - self.session_start})
+        self.outputs.plot()
+        print(f"[eval] step {step}: return {np.mean(returns):.1f} ± "
+              f"{np.std(returns):.1f} over {len(returns)} episodes",
+              flush=True)
 
-    def close(self) -> None:
-        self.writer.close()
+    def log_progress(self, now: float) -> None:
+        loop, max_steps = self.loop, self.settings.max_steps
+        elapsed = max(now - self.interval[0], 1e-9)
+        rate = self.interval[1] / elapsed
+        print(f"step {loop.env_step}/{max_steps} | episode {loop.episode} "
+              f"| updates {loop.num_updates} | last return "
+              f"{format_return(loop.last_episode_return)} | eval "
+              f"{format_return(loop.last_eval_return)} | {rate:.1f} steps/s, "
+              f"{self.interval[2] / elapsed:.1f} updates/s | ETA "
+              f"{format_duration((max_steps - loop.env_step) / rate)}",
+              flush=True)
+        self.interval = [now, 0, 0]
 
+    def checkpoint(self) -> None:
+        saved_wall = self.loop.wall_time
+        self.loop.wall_time = saved_wall + time.time() - self.session_start
+        self.checkpointer.save(self.loop.env_step, self._tree())
+        self.loop.wall_time = saved_wall
 
-def _prepare_workdir(settings: RunSettings, config: Dict[str, Any]) -> None:
-    workdir = settings.workdir
-    config_path = os.path.join(workdir, "config.json")
-    if settings.overwrite and os.path.isdir(workdir):
-        for name in ("checkpoints", "tensorboard"):
-            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-        for name in ("metrics.jsonl", "config.json", "learning_curve.png"):
-            if os.path.exists(os.path.join(workdir, name)):
-                os.remove(os.path.join(workdir, name))
-    elif os.path.exists(config_path):
-        old = run_io.read_json(config_path).get("flat_config", {})
-        diffs = run_io.config_differences(old, config["flat_config"],
-                                          ignore=RESUMABLE_CHANGES)
-        if diffs:
-            listed = "; ".join(f"--{k}: {a!r} in the workdir, {b!r} now"
-                               for k, a, b in diffs)
-            raise ConfigMismatchError(
-                f"{os.path.abspath(workdir)} holds a run with a different "
-                f"configuration ({listed}). Use another --workdir, or "
-                "--overwrite to discard that run. Only --max_steps may change "
-                "when resuming.")
-    os.makedirs(workdir, exist_ok=True)
-    run_io.write_json(config_path, config)
+    def run(self) -> Dict[str, Any]:
+        """Steps to `max_steps`; returns the summary of `train`."""
+        s = self.settings
+        if self.loop.env_step >= s.max_steps:
+            print(f"Run already at step {self.loop.env_step} >= --max_steps="
+                  f"{s.max_steps}; raise --max_steps to continue.")
+        else:
+            print(f"Training {s.agent} on {s.env} (obs {self.obs_dim}, act "
+                  f"{self.act_dim}) from step {self.loop.env_step} to "
+                  f"{s.max_steps}; outputs in {self.workdir}", flush=True)
+            if self.spec.on_policy and s.seed_steps:
+                print(f"Note: {s.agent} is on-policy; --seed_steps does not "
+                      "apply (it acts with its policy from the first step).",
+                      flush=True)
+        while self.loop.env_step < s.max_steps:
+            done = self.step()
+            step, now = self.loop.env_step, time.time()
+            if done:
+                self.end_episode(now)
+            if step % s.eval_every == 0 or step == s.max_steps:
+                self.evaluate()
+            if step % s.log_interval == 0:
+                self.log_progress(time.time())
+            if step % s.checkpoint_every == 0 or step == s.max_steps:
+                self.checkpoint()
+        curve = self.outputs.plot()
+        self.outputs.close()
+        self.checkpointer.close()
+        evals = [r for r in self.outputs.log.rows() if r["kind"] == "eval"]
+        return {
+            "workdir": self.workdir,
+            "env_steps": self.loop.env_step,
+            "num_updates": self.loop.num_updates,
+            "final_eval_return": (evals[-1]["eval_return_mean"] if evals
+                                  else None),
+            "metrics": self.outputs.log.path,
+            "learning_curve": curve,
+            "checkpoints": self.checkpointer.directory,
+            "state": self.state,
+        }
 
 
 def train(settings: RunSettings, argv: Optional[List[str]] = None
@@ -228,185 +367,4 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
       NonFiniteLossError: a loss became NaN/inf (the last checkpoint is kept).
     """
     settings.validate()
-    spec = agents.get_agent(settings.agent)
-    agent_config = settings.resolved_agent_config()
-    workdir = os.path.abspath(settings.workdir)
-    config = {
-        "flat_config": settings.flat_config(),
-        "agent_config_class": type(agent_config).__name__,
-        "versions": run_io.versions(),
-        "command": argv,
-    }
-    _prepare_workdir(settings, config)
-
-    env = registry.make_env(settings.env, settings.seed)
-    eval_env = registry.make_env(settings.env, settings.seed + 1)
-    obs_dim, act_dim = env.observation_size, env.action_size
-    agent_key, loop_key = jax.random.split(jax.random.PRNGKey(settings.seed))
-    state = spec.init(agent_config, obs_dim, act_dim, agent_key)
-    buffer = replay.init(settings.replay_size, obs_dim, act_dim)
-    loop = LoopState(
-        env_step=0, episode=0, episode_return=0.0, episode_length=0,
-        observation=env.reset(), key=np.asarray(loop_key), num_updates=0,
-        metric_sums={k: 0.0 for k in _metric_names(spec, state, buffer,
-                                                   settings.batch_size)},
-        metric_count=0, last_episode_return=float("nan"),
-        last_eval_return=float("nan"), wall_time=0.0)
-
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    resume_step = checkpointer.latest_step()
-    if resume_step is not None:
-        target = {"agent": state, "replay": buffer, "loop": loop.to_tree(),
-                  "env": env.get_state()}
-        restored = checkpointer.restore(target, resume_step)
-        state, buffer = restored["agent"], restored["replay"]
-        loop = LoopState.from_tree(restored["loop"])
-        env.set_state(restored["env"])
-        print(f"resuming from step {resume_step} ({workdir})", flush=True)
-    outputs = _Outputs(workdir, f"{settings.agent} on {settings.env}",
-                       resume_step)
-
-    act_fn = jax.jit(spec.act, static_argnames="deterministic")
-    insert_fn = jax.jit(replay.insert, donate_argnums=0)
-    train_step = _make_train_step(spec, settings.batch_size)
-
-    session_start = time.time()
-    interval_start, interval_steps, interval_updates = session_start, 0, 0
-    row_start, row_steps, row_updates = session_start, 0, 0
-    if loop.env_step >= settings.max_steps:
-        print(f"Run already at step {loop.env_step} >= --max_steps="
-              f"{settings.max_steps}; raise --max_steps to continue.")
-    else:
-        print(f"Training {settings.agent} on {settings.env} (obs {obs_dim}, "
-              f"act {act_dim}) from step {loop.env_step} to "
-              f"{settings.max_steps}; outputs in {workdir}", flush=True)
-
-    while loop.env_step < settings.max_steps:
-        key, act_key, update_key = jax.random.split(loop.key, 3)
-        loop.key = np.asarray(key)
-        if loop.env_step < settings.seed_steps:
-            action = jax.random.uniform(act_key, (act_dim,), minval=-1.0,
-                                        maxval=1.0)
-        else:
-            action = act_fn(state, loop.observation[None], act_key)[0]
-        action = np.asarray(action, np.float32)
-        result = env.step(action)
-        transition = Batch(loop.observation, action, np.float32(result.reward),
-                           np.float32(result.discount), result.observation)
-        if loop.env_step >= settings.seed_steps:
-            state, buffer, metrics = train_step(state, buffer, transition,
-                                                update_key)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-            if bad:
-                outputs.close()
-                last = checkpointer.latest_step()
-                raise NonFiniteLossError(
-                    f"Non-finite loss at env step {loop.env_step + 1} (update "
-                    f"{loop.num_updates + 1}): "
-                    + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
-                    + ". Stopping. The last good checkpoint is "
-                    + (checkpointer.path(last) if last is not None else
-                       "none (no checkpoint was written yet)") + ".")
-            loop.num_updates += 1
-            interval_updates += 1
-            row_updates += 1
-            for k, v in metrics.items():
-                loop.metric_sums[k] += v
-            loop.metric_count += 1
-        else:
-            buffer = insert_fn(buffer, transition)
-
-        loop.env_step += 1
-        interval_steps += 1
-        row_steps += 1
-        loop.episode_return += result.reward
-        loop.episode_length += 1
-        step = loop.env_step
-        now = time.time()
-
-        if result.terminated or result.truncated:
-            row = {"kind": "train", "step": step, "episode": loop.episode,
-                   "episode_return": loop.episode_return,
-                   "episode_length": loop.episode_length,
-                   "num_updates": loop.num_updates}
-            if loop.metric_count:
-                row.update({k: v / loop.metric_count
-                            for k, v in sorted(loop.metric_sums.items())})
-            elapsed = max(now - row_start, 1e-9)
-            row.update(env_steps_per_sec=row_steps / elapsed,
-                       updates_per_sec=row_updates / elapsed,
-                       wall_time=loop.wall_time + now - session_start)
-            outputs.write(row)
-            row_start, row_steps, row_updates = now, 0, 0
-            loop.last_episode_return = loop.episode_return
-            loop.metric_sums = {k: 0.0 for k in loop.metric_sums}
-            loop.metric_count = 0
-            loop.episode += 1
-            loop.episode_return, loop.episode_length = 0.0, 0
-            loop.observation = env.reset()
-        else:
-            loop.observation = result.observation
-
-        if step % settings.eval_every == 0 or step == settings.max_steps:
-            eval_start = time.time()
-            eval_env.seed(evaluation_seed(settings.seed, step))
-            returns = evaluate(eval_env, act_fn, state, settings.eval_episodes)
-            loop.last_eval_return = float(np.mean(returns))
-            now = time.time()
-            outputs.write({
-                "kind": "eval", "step": step,
-                "eval_return_mean": float(np.mean(returns)),
-                "eval_return_std": float(np.std(returns)),
-                "eval_returns": [float(r) for r in returns],
-                "eval_seconds": now - eval_start,
-                "wall_time": loop.wall_time + now - session_start})
-            outputs.plot()
-            print(f"[eval] step {step}: return {np.mean(returns):.1f} ± "
-                  f"{np.std(returns):.1f} over {len(returns)} episodes",
-                  flush=True)
-
-        if step % settings.log_interval == 0:
-            rate = interval_steps / max(now - interval_start, 1e-9)
-            print(f"step {step}/{settings.max_steps} | episode {loop.episode} "
-                  f"| last return {_format_return(loop.last_episode_return)} | "
-                  f"eval {_format_return(loop.last_eval_return)} | "
-                  f"{rate:.1f} steps/s, "
-                  f"{interval_updates / max(now - interval_start, 1e-9):.1f} "
-                  f"updates/s | ETA "
-                  f"{_format_duration((settings.max_steps - step) / rate)}",
-                  flush=True)
-            interval_start, interval_steps, interval_updates = now, 0, 0
-
-        if step % settings.checkpoint_every == 0 or step == settings.max_steps:
-            saved_wall = loop.wall_time
-            loop.wall_time = saved_wall + time.time() - session_start
-            checkpointer.save(step, {"agent": state, "replay": buffer,
-                                     "loop": loop.to_tree(),
-                                     "env": env.get_state()})
-            loop.wall_time = saved_wall
-
-    curve = outputs.plot()
-    outputs.close()
-    checkpointer.close()
-    rows = outputs.log.rows()
-    evals = [r for r in rows if r["kind"] == "eval"]
-    summary = {
-        "workdir": workdir,
-        "env_steps": loop.env_step,
-        "num_updates": loop.num_updates,
-        "final_eval_return": evals[-1]["eval_return_mean"] if evals else None,
-        "metrics": outputs.log.path,
-        "learning_curve": curve,
-        "checkpoints": checkpointer.directory,
-        "state": state,
-    }
-    return summary
-
-
-def _metric_names(spec, state, buffer, batch_size: int) -> List[str]:
-    """Names of the scalars `spec.update` returns (traced, not run)."""
-    _, _, metrics = jax.eval_shape(
-        lambda s, b: agents.train_step(spec, s, b, EVAL_KEY, batch_size),
-        state, buffer)
-    return sorted(metrics)
+    return _Run(settings, argv).run()

@@ -20,8 +20,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from absl import app, flags, logging  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
-from dqs_jax.agent import DQSConfig  # noqa: E402
-from dqs_jax.baselines.sac import SACConfig  # noqa: E402
 from experiments import config_flags, online_loop  # noqa: E402
 
 _DEFAULTS = online_loop.RunSettings()
@@ -56,7 +54,9 @@ _WORKDIR = flags.DEFINE_string(
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Discard a different run found in --workdir.")
 
-CONFIG_CLASSES = (DQSConfig, SACConfig)
+# One flag per hyper-parameter of every registered agent (DQS's first).
+CONFIG_CLASSES = tuple(agents.get_agent(name).config_cls for name in sorted(
+    agents.agent_names(), key=lambda name: (name != "dqs", name)))
 _AGENT_FLAGS = config_flags.define_config_flags(CONFIG_CLASSES)
 
 

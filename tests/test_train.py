@@ -109,7 +109,7 @@ def test_config_mismatch_is_refused_unless_overwrite(straight_run, tmp_path):
     (dict(batch_size=-1), "batch_size"),
     (dict(replay_size=0), "replay_size"),
     (dict(seed_steps=-5), "seed_steps"),
-    (dict(agent="ppo"), "dqs"),
+    (dict(agent="ppo2"), "dqs"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path, overrides, match):
     workdir = tmp_path / "run"
