@@ -86,6 +86,9 @@ def _from_module(name: str, module: str, config_cls: str, **extra) -> Agent:
 _FACTORIES: Dict[str, Callable[[], Agent]] = {
     "dqs": lambda: _from_module("dqs", "dqs_jax.agent", "DQSConfig"),
     "sac": lambda: _from_module("sac", "dqs_jax.baselines.sac", "SACConfig"),
+    "td3": lambda: _from_module("td3", "dqs_jax.baselines.td3", "TD3Config"),
+    "ddpg": lambda: _from_module("ddpg", "dqs_jax.baselines.ddpg",
+                                 "DDPGConfig"),
 }
 
 

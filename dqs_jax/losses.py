@@ -195,3 +195,66 @@ def idem_loss_with_aux(score_fn: ConditionalScoreFn, q_fn: Optional[QFn],
     loss = jnp.mean(weight * per_example)
     aux = {"score_target_norm": jnp.mean(jnp.linalg.norm(targets, axis=-1))}
     return loss, aux
+
+
+# `policy_fn(obs [o]) -> action [d]`, a deterministic policy, one example.
+PolicyFn = Callable[[jax.Array], jax.Array]
+
+
+def smoothed_target_actions(target_actions: jax.Array, key: PRNGKey,
+                            noise_std, noise_clip, max_action) -> jax.Array:
+    """TD3's target policy smoothing (Fujimoto et al., 2018, Sec. 5.3).
+
+    `a' = clip(target_actions + clip(noise_std * eps, -noise_clip,
+    noise_clip), -max_action, max_action)` with
+    `eps = jax.random.normal(key, target_actions.shape, dtype)`, i.e. the
+    official code's `(randn * policy_noise).clamp(-c, c)`. All three scales
+    are in action units (the official code multiplies its 0.2 / 0.5 by
+    `max_action` before calling this).
+
+    Args:
+      target_actions: `[B, d]`, the target actor's actions `mu'(s')`.
+      key: PRNG key of the noise.
+      noise_std: scalar `>= 0`, the noise standard deviation `sigma~`.
+      noise_clip: scalar `>= 0`, the noise bound `c`.
+      max_action: scalar `> 0`, the action box half-width.
+
+    Returns:
+      `[B, d]` smoothed target actions in `[-max_action, max_action]`.
+    """
+    chex.assert_rank(target_actions, 2)
+    chex.assert_type(target_actions, float)
+    for scalar in (noise_std, noise_clip, max_action):
+        chex.assert_rank(scalar, 0)
+    eps = jax.random.normal(key, target_actions.shape, target_actions.dtype)
+    noise = jnp.clip(noise_std * eps, -noise_clip, noise_clip)
+    return jnp.clip(target_actions + noise, -max_action, max_action)
+
+
+def deterministic_policy_loss(q_fn: QFn, policy_fn: PolicyFn,
+                              observations: jax.Array) -> jax.Array:
+    """Deterministic policy-gradient actor loss `-mean_B Q(s, mu(s))`.
+
+    Its gradient w.r.t. the policy's parameters is the deterministic policy
+    gradient `-mean_B grad_a Q(s, a)|_{a=mu(s)} grad_theta mu(s)` (Silver et
+    al., 2014; DDPG: Lillicrap et al., 2015, Eq. 6; TD3 uses `Q = Q_1`).
+    Differentiate w.r.t. the parameters `policy_fn` closes over only: the
+    critic is then held fixed (close over its parameters outside the
+    differentiated argument, or stop its gradient).
+
+    Args:
+      q_fn: `(obs [o], action [d]) -> scalar`, e.g. one member of an
+        ensemble, one example.
+      policy_fn: `obs [o] -> action [d]`, one example.
+      observations: `[B, o]`.
+
+    Returns:
+      Scalar loss.
+    """
+    chex.assert_rank(observations, 2)
+    actions = jax.vmap(policy_fn)(observations)  # [B, d]
+    chex.assert_rank(actions, 2)
+    chex.assert_equal_shape_prefix([observations, actions], prefix_len=1)
+    q = jax.vmap(q_fn)(observations, actions)  # [B]
+    chex.assert_shape(q, (observations.shape[0],))
+    return -jnp.mean(q)
