@@ -269,6 +269,12 @@ def test_act_bounds_and_deterministic_ignores_the_key(state):
     a1 = dipo.act(state, obs, jax.random.PRNGKey(0), deterministic=True)
     a2 = dipo.act(state, obs, jax.random.PRNGKey(1), deterministic=True)
     np.testing.assert_array_equal(a1, a2)
+    # ddpm.sample_posterior_policy, deterministic: the chain from x_T = 0.
+    net = dipo.policy_network(SMALL)
+    chain = ddpm.sample_posterior_chain(
+        lambda x, t: net.apply(state.policy_params, x, t, obs),
+        jnp.zeros((64, ACT_DIM)), SMALL.schedule, jax.random.PRNGKey(9), 0.0)
+    np.testing.assert_allclose(a1, 2.0 * jnp.clip(chain, -1, 1), rtol=1e-6)
     s1 = dipo.act(state, obs, jax.random.PRNGKey(0))
     s2 = dipo.act(state, obs, jax.random.PRNGKey(1))
     assert s1.shape == (64, ACT_DIM) and not np.allclose(s1, s2)
