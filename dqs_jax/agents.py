@@ -89,6 +89,8 @@ _FACTORIES: Dict[str, Callable[[], Agent]] = {
     "td3": lambda: _from_module("td3", "dqs_jax.baselines.td3", "TD3Config"),
     "ddpg": lambda: _from_module("ddpg", "dqs_jax.baselines.ddpg",
                                  "DDPGConfig"),
+    "dipo": lambda: _from_module("dipo", "dqs_jax.baselines.dipo", "DIPOConfig",
+                                 replay_update="replay_update"),
 }
 
 

@@ -254,3 +254,45 @@ def sample_posterior_chain(eps_fn: EpsFn, x_init: jax.Array,
 
     x_0, _ = jax.lax.scan(step, x_init, _reverse_steps(schedule, key))
     return x_0
+
+
+# `eps_fn(x [N, d], t int32 scalar, obs [N, o]) -> [N, d]`: a
+# state-conditional noise predictor.
+ConditionalEpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def sample_posterior_policy(eps_fn: ConditionalEpsFn, observations: jax.Array,
+                            act_dim: int, schedule: DDPMSchedule,
+                            key: PRNGKey, noise_scale: float = 1.0,
+                            deterministic: bool = False,
+                            clip: float = 1.0) -> jax.Array:
+    """Actions of a DDPM policy for a batch of states: `x_T ~ N(0, I)`, the
+    posterior chain (`sample_posterior_chain`), then a final clip to the box
+    (DIPO's `Diffusion.sample`, DACER's sampler before its added noise).
+
+    Args:
+      eps_fn: `(x [N, d], t int32 scalar, obs [N, o]) -> [N, d]`.
+      observations: `[N, o]`.
+      act_dim: `d`.
+      schedule: the beta schedule.
+      key: PRNG key for `x_T` and the step noise (unused when
+        `deterministic`).
+      noise_scale: multiplies the step noise (DIPO's `noise_ratio`).
+      deterministic: a Python bool: start from `x_T = 0` with no step noise,
+        so that the result does not depend on `key`.
+      clip: the action box half-width.
+
+    Returns:
+      `[N, d]` actions in `[-clip, clip]`.
+    """
+    chex.assert_rank(observations, 2)
+    shape = (observations.shape[0], act_dim)
+    if deterministic:
+        x_init = jnp.zeros(shape, observations.dtype)
+        key, noise_scale = jax.random.PRNGKey(0), 0.0
+    else:
+        init_key, key = jax.random.split(key)
+        x_init = jax.random.normal(init_key, shape, observations.dtype)
+    x_0 = sample_posterior_chain(lambda x, t: eps_fn(x, t, observations),
+                                 x_init, schedule, key, noise_scale, clip)
+    return jnp.clip(x_0, -clip, clip)
