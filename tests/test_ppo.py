@@ -9,7 +9,6 @@ import pytest
 from scipy import stats
 
 from dqs_jax import agents, loop, normalizer
-from dqs_jax import policy_gradient as pg
 from dqs_jax.baselines import ppo
 from dqs_jax.envs import reach
 from dqs_jax.types import Rollout
