@@ -91,6 +91,8 @@ _FACTORIES: Dict[str, Callable[[], Agent]] = {
                                  "DDPGConfig"),
     "dipo": lambda: _from_module("dipo", "dqs_jax.baselines.dipo", "DIPOConfig",
                                  replay_update="replay_update"),
+    "ppo": lambda: _from_module("ppo", "dqs_jax.baselines.ppo", "PPOConfig",
+                                on_policy=True, explore="explore"),
 }
 
 

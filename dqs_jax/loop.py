@@ -17,20 +17,27 @@ steps and `act(agent_state, obs[None], act_key)[0]` after; after the seed
 steps every step inserts then does one `update` on
 `replay.sample(buffer, sample_key, batch_size)`; an episode that ends is
 replaced by `env.reset(reset_key)`.
+
+On-policy agents (`agent.on_policy`, e.g. PPO): `init`, `run_steps`,
+`make_train` and `train_in_chunks` dispatch to `dqs_jax.rollout_loop`, which
+collects `rollout_length` steps with `agent.explore` into a `Rollout`, then
+does one `agent.update`; no replay buffer, no seed phase (`seed_steps`,
+`batch_size`, `replay_size` are ignored), and step counts must be multiples
+of `rollout_length`. Its state (`RolloutLoopState`) also counts updates.
+`evaluate` serves both kinds.
 """
 
 import dataclasses
-from typing import (Any, Callable, Dict, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from dqs_jax import agents, parallel, replay
+from dqs_jax import agents, parallel, replay, rollout_loop
 from dqs_jax.agents import Agent
 from dqs_jax.envs.functional import JaxEnv
-from dqs_jax.types import Batch, PRNGKey
+from dqs_jax.types import Batch, PRNGKey, StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +68,6 @@ class LoopState:
     episode_return: jax.Array  # float32 scalar, of the running episode
 
 
-class StepInfo(NamedTuple):
-    """Per-step outputs (stacked `[T]` by `run_steps`)."""
-
-    reward: jax.Array
-    done: jax.Array
-    episode_return: jax.Array  # the finished episode's return where done
-    metrics: Dict[str, jax.Array]  # the update's metrics; zeros if none
-
-
 class EvalResult(NamedTuple):
     final_observations: jax.Array  # [N, o]
     final_env_states: Any  # env states, leading axis N
@@ -78,7 +76,10 @@ class EvalResult(NamedTuple):
 
 def init(agent: Agent, agent_config: Any, env: JaxEnv, config: LoopConfig,
          key: PRNGKey) -> LoopState:
-    """A fresh agent, empty replay buffer and first observation."""
+    """A fresh agent, empty replay buffer and first observation (for an
+    on-policy agent: `rollout_loop.init`, no buffer)."""
+    if agent.on_policy:
+        return rollout_loop.init(agent, agent_config, env, key)
     agent_key, env_key, loop_key = jax.random.split(key, 3)
     env_state, obs = env.reset(env_key)
     return LoopState(
@@ -145,7 +146,17 @@ def env_step(agent: Agent, env: JaxEnv, config: LoopConfig,
 def run_steps(agent: Agent, env: JaxEnv, config: LoopConfig,
               state: LoopState, num_steps: int, *, learn: bool
               ) -> Tuple[LoopState, StepInfo]:
-    """`num_steps` (static) steps as one `lax.scan`; infos stacked `[T]`."""
+    """`num_steps` (static) steps as one `lax.scan`; infos stacked `[T]`.
+
+    On-policy agents: `rollout_loop.run_steps` (`learn` must be True and
+    `num_steps` a multiple of `rollout_length`).
+    """
+    if agent.on_policy:
+        if not learn:
+            raise ValueError(f"{agent.name} is on-policy: it has no seed "
+                             "phase (learn=False).")
+        return rollout_loop.run_steps(agent, env, state, num_steps)
+
     def body(carry, _):
         return env_step(agent, env, config, carry, learn=learn)
 
@@ -156,7 +167,10 @@ def make_train(agent: Agent, agent_config: Any, env: JaxEnv,
                config: LoopConfig, num_steps: int
                ) -> Callable[[PRNGKey], Tuple[LoopState, StepInfo]]:
     """`train(key) -> (final_state, infos [num_steps])`: a whole run (seed
-    phase then learning phase), pure, to be jitted and vmapped over keys."""
+    phase then learning phase), pure, to be jitted and vmapped over keys.
+    On-policy agents: `rollout_loop.make_train` (no seed phase)."""
+    if agent.on_policy:
+        return rollout_loop.make_train(agent, agent_config, env, num_steps)
     if not 0 <= config.seed_steps <= num_steps:
         raise ValueError(f"need 0 <= seed_steps <= num_steps, got "
                          f"{config.seed_steps} and {num_steps}.")
@@ -221,11 +235,18 @@ def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
 
     Same numbers as `jax.vmap(make_train(...))(keys)`, chunking aside.
     With `devices`, the seeds are spread over them (`parallel.shard_seeds`).
+    On-policy agents: no seed phase, and `num_steps` and `chunk_size` must be
+    multiples of `rollout_length`.
 
     Returns:
-      The final `LoopState`, with a leading seed axis.
+      The final `LoopState` (`RolloutLoopState` if on-policy), with a leading
+      seed axis.
     """
-    if not 0 <= config.seed_steps <= num_steps:
+    seed_steps = config.seed_steps
+    if agent.on_policy:
+        rollout_loop.check_chunks(agent, agent_config, num_steps, chunk_size)
+        seed_steps = 0
+    if not 0 <= seed_steps <= num_steps:
         raise ValueError(f"need 0 <= seed_steps <= num_steps, got "
                          f"{config.seed_steps} and {num_steps}.")
     if chunk_size < 1:
@@ -239,7 +260,7 @@ def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
         keys = parallel.shard_seeds(keys, devices)
     state = jax.jit(jax.vmap(
         lambda k: init(agent, agent_config, env, config, k)))(keys)
-    done = config.seed_steps
+    done = seed_steps
     if done:
         state, info = runner(done, False)(state)
         if on_chunk is not None:

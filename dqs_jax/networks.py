@@ -1,8 +1,10 @@
 """The score network (SPEC §8), the critic ensemble (SPEC §6) and the
-noise-prediction network of the DDPM baselines."""
+"""The score network (SPEC §8), the critic ensemble (SPEC §6), the
+noise-prediction network of the DDPM baselines and PPO's Gaussian policy and
+value networks."""
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -71,18 +73,71 @@ class ScoreNetwork(nn.Module):
 
 
 class MLP(nn.Module):
-    """Plain MLP: `[..., n] -> [..., output_dim]`."""
+    """Plain MLP: `[..., n] -> [..., output_dim]`.
+
+    `kernel_init` / `output_kernel_init` (optional) initialise the hidden and
+    the output layers' kernels (default: flax's LeCun normal); biases start
+    at 0 either way.
+    """
 
     hidden_dims: Sequence[int]
     output_dim: int
     activation: str = "relu"
+    kernel_init: Optional[nn.initializers.Initializer] = None
+    output_kernel_init: Optional[nn.initializers.Initializer] = None
 
     @nn.compact
     def __call__(self, x):
         act = get_activation(self.activation)
+        hidden = {} if self.kernel_init is None else {
+            "kernel_init": self.kernel_init}
+        output = {} if self.output_kernel_init is None else {
+            "kernel_init": self.output_kernel_init}
         for width in self.hidden_dims:
-            x = act(nn.Dense(width)(x))
-        return nn.Dense(self.output_dim)(x)
+            x = act(nn.Dense(width, **hidden)(x))
+        return nn.Dense(self.output_dim, **output)(x)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian policy with a state-independent log-std (PPO):
+    `obs [..., o] -> (mean [..., d], log_std [..., d])`.
+
+    The mean is an MLP with orthogonal kernels (gain `sqrt 2`, output layer
+    `head_gain`) and zero biases; `log_std` is one parameter `[d]` starting
+    at `init_log_std` (CleanRL's `ppo_continuous_action`).
+    """
+
+    hidden_dims: Sequence[int]
+    act_dim: int
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+    head_gain: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs):
+        mean = MLP(self.hidden_dims, self.act_dim, self.activation,
+                   kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                   output_kernel_init=nn.initializers.orthogonal(
+                       self.head_gain))(obs)
+        log_std = self.param("log_std", nn.initializers.constant(
+            self.init_log_std), (self.act_dim,))
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class ValueNetwork(nn.Module):
+    """`V(s)`: `obs [..., o] -> [...]`, an MLP with orthogonal kernels (gain
+    `sqrt 2`, output layer `head_gain`) and zero biases."""
+
+    hidden_dims: Sequence[int]
+    activation: str = "tanh"
+    head_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, obs):
+        return MLP(self.hidden_dims, 1, self.activation,
+                   kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                   output_kernel_init=nn.initializers.orthogonal(
+                       self.head_gain))(obs)[..., 0]
 
 
 class Critic(nn.Module):

@@ -92,3 +92,15 @@ def check_rollout(rollout: Rollout, obs_dim: int, act_dim: int) -> None:
     chex.assert_shape(rollout.actions, (length, act_dim))
     chex.assert_shape([rollout.log_probs, rollout.values, rollout.rewards,
                        rollout.discounts, rollout.dones], (length,))
+
+
+class StepInfo(NamedTuple):
+    """Per-environment-step outputs of the jitted loops (stacked `[T]` by
+    `loop.run_steps`)."""
+
+    reward: jax.Array
+    done: jax.Array
+    episode_return: jax.Array  # the finished episode's return where done
+    # The update's metrics; zeros in the seed phase. On-policy loops: those
+    # of the update that consumed the step's rollout.
+    metrics: Dict[str, jax.Array]
