@@ -1,4 +1,3 @@
-"""The score network (SPEC §8), the critic ensemble (SPEC §6) and the
 """The score network (SPEC §8), the critic ensemble (SPEC §6), the
 noise-prediction network of the DDPM baselines and PPO's Gaussian policy and
 value networks."""
