@@ -159,11 +159,23 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     assert Checkpointer(str(ckpt_dir)).latest_step() == 200
 
 
-def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path):
+SMALL_NETS = ["--hidden_dims=32,32", "--critic_hidden_dims=32,32"]
+KILL_CASES = {
+    "dqs": TINY_FLAGS,
+    "td3": ["--agent=td3", *SMALL_NETS],
+    # A checkpoint at step 200 lands mid-rollout (128 + 72 steps).
+    "ppo": ["--agent=ppo", *SMALL_NETS, "--rollout_length=128",
+            "--num_minibatches=4", "--num_epochs=2"],
+}
+
+
+@pytest.mark.parametrize("agent", sorted(KILL_CASES))
+def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path,
+                                                               agent):
     args = ["--env=dmc:cartpole-balance", "--seed=3", "--max_steps=600",
             "--seed_steps=200", "--batch_size=32", "--replay_size=1000",
             "--eval_every=300", "--eval_episodes=1", "--checkpoint_every=200",
-            "--log_interval=200", *TINY_FLAGS]
+            "--log_interval=200", *KILL_CASES[agent]]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run_cli([*args, f"--workdir={straight}"]).returncode == 0
 
@@ -183,7 +195,11 @@ def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "resuming from step 200" in out.stdout
     assert deterministic_rows(killed) == deterministic_rows(straight)
-    # The final checkpoints (agent, replay, loop and env state) are identical.
+    rows = deterministic_rows(killed)
+    if agent == "ppo":  # Updates at steps 128, 256, ..., 512.
+        assert max(r.get("num_updates", 0) for r in rows) == 4
+    # The final checkpoints (agent, replay or rollout, loop and env state)
+    # are identical.
     import orbax.checkpoint as ocp
     final = [ocp.StandardCheckpointer().restore(
         str(d / "checkpoints" / "600" / "default")) for d in (straight, killed)]
