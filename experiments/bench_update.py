@@ -1,6 +1,7 @@
-r"""Benchmark of one update and of acting, DQS and SAC.
+r"""Benchmark of one update and of acting, for every registered agent.
 
     python -m experiments.bench_update            # the paper config
+    python -m experiments.bench_update --agents=dqs,sac,qsm
     python -m experiments.bench_update --num_mc_samples=100,1000 \
         --precisions=float32,bfloat16 --json_out=runs/bench/update.json
 
@@ -12,6 +13,13 @@ float32 `jnp.dot` measured in the same process right before and after, and
 the update's cost in "GFLOP-equivalents" (update time x that rate, so that
 machines and runs compare by ratio); act latency for 1 and 256 states; peak
 RSS. Machines are noisy: compare figures of one run.
+
+An "update" is what the loops call once per env step: `update(state,
+batch)`, or for agents that rewrite their replay data (DIPO)
+`replay_update(state, buffer, key, B)` on a buffer of random transitions;
+for on-policy agents (PPO) it is one `update(state, rollout)` on a rollout
+of `rollout_length` steps (all its epochs and minibatches), which happens
+once per `rollout_length` env steps. FLOP counts exist for DQS and SAC only.
 """
 
 import json
@@ -36,7 +44,9 @@ _PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16"],
 _SPEED_MODE = flags.DEFINE_float(
     "speed_mode", 0.0, "Also run DQS with stratified times and this "
     "small_noise_threshold (0: skip).")
-_AGENTS = flags.DEFINE_list("agents", ["dqs", "sac"], "Agents to run.")
+_AGENTS = flags.DEFINE_list(
+    "agents", ["dqs", "sac", "td3", "ddpg", "ppo", "qsm", "dacer", "dipo"],
+    "Agents to run.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed updates per config.")
 _JSON_OUT = flags.DEFINE_string("json_out", "runs/bench/bench_update.json",
                                 "Where to write the results.")
@@ -92,27 +102,25 @@ def measure(cfg: Dict) -> Dict:
                                        width)
     else:
         config = spec.make_config(hidden_dims=width, critic_hidden_dims=width)
-        count = flops.sac_update_flops(o, d, b, width, width)
+        count = (flops.sac_update_flops(o, d, b, width, width)
+                 if cfg["agent"] == "sac" else None)
     state = spec.init(config, o, d, jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    batch = Batch(*(jnp.asarray(x, jnp.float32) for x in (
-        rng.normal(size=(b, o)), np.tanh(rng.normal(size=(b, d))),
-        rng.normal(size=b), np.ones(b), rng.normal(size=(b, o)))))
+    update, data = _update_fn(spec, config, o, d, b)
 
     rate_before = dot_rate()
-    update = jax.jit(spec.update, donate_argnums=0)
     start = time.perf_counter()
-    state, metrics = update(state, batch)
+    state, metrics = update(state, data)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     holder = [state]
 
     def one_update():
-        holder[0], m = update(holder[0], batch)
+        holder[0], m = update(holder[0], data)
         return m
 
     times = _timed(one_update, cfg["repeats"])
     act = jax.jit(spec.act, static_argnames="deterministic")
+    rng = np.random.default_rng(1)
     latency = {}
     for n in (1, 256):
         obs = jnp.asarray(rng.normal(size=(n, o)), jnp.float32)
@@ -123,19 +131,57 @@ def measure(cfg: Dict) -> Dict:
     rate_after = dot_rate()
     median = float(np.median(times))
     rate = 0.5 * (rate_before + rate_after)
+    total = None if count is None else count["total"]
     return {
         **cfg,
         "compile_s": compile_s,
         "update_s_median": median, "update_s_min": float(np.min(times)),
         "update_s_max": float(np.max(times)),
-        "gflop": {k: v / 1e9 for k, v in count.items()},
-        "achieved_gflops": count["total"] / median / 1e9,
+        "gflop": None if count is None else {k: v / 1e9
+                                              for k, v in count.items()},
+        "achieved_gflops": None if total is None else total / median / 1e9,
         "dot_gflops_before": rate_before, "dot_gflops_after": rate_after,
-        "fraction_of_dot_rate": count["total"] / median / 1e9 / rate,
+        "fraction_of_dot_rate": (None if total is None
+                                 else total / median / 1e9 / rate),
         "gflop_equivalents": median * rate,
         "act_ms_1": latency[1], "act_ms_256": latency[256],
         "finite": bool(all(np.isfinite(float(v)) for v in metrics.values())),
     }
+
+
+def _update_fn(spec, config, o: int, d: int, b: int):
+    """`(jitted fn(state, data) -> (state, metrics), data)`: the update the
+    loops call once per env step (per rollout for on-policy agents), on
+    random data of the benchmark's sizes."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dqs_jax import agents, replay
+    from dqs_jax.types import Batch, Rollout
+
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: jnp.asarray(rng.normal(size=shape),  # noqa: E731
+                                     jnp.float32)
+    if spec.on_policy:
+        n = config.rollout_length
+        rollout = Rollout(f32(n, o), f32(n, d), f32(n), f32(n), f32(n),
+                          jnp.ones(n), jnp.zeros(n), f32(n, o))
+        return jax.jit(spec.update, donate_argnums=0), rollout
+    batch = Batch(f32(b, o), jnp.tanh(f32(b, d)), f32(b), jnp.ones(b),
+                  f32(b, o))
+    if spec.replay_update is None:
+        return jax.jit(spec.update, donate_argnums=0), batch
+    n = 10 * b
+    rows = Batch(f32(n, o), jnp.tanh(f32(n, d)), f32(n), jnp.ones(n),
+                 f32(n, o))
+    buffer = replay.init(n, o, d).replace(
+        **rows._asdict(), action_targets=rows.actions,
+        insert_index=jnp.zeros((), jnp.int32), size=jnp.asarray(n, jnp.int32))
+    step = jax.jit(lambda state, data: (lambda s, _, m: (s, m))(
+        *agents.train_step(spec, state, data[0], data[1], b)),
+        donate_argnums=0)
+    return step, (buffer, jax.random.PRNGKey(2))
 
 
 def run_child(cfg: Dict) -> Dict:
@@ -159,6 +205,10 @@ def child_main(cfg: Dict) -> None:
     print(json.dumps(result))
 
 
+def _num(value, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
 def table(results: List[Dict]) -> str:
     head = (f"{'agent':5} {'K':>5} {'prec':8} {'speed':>6} {'GFLOP':>7} "
             f"{'compile':>8} {'upd med':>8} {'min':>7} {'max':>7} "
@@ -169,12 +219,14 @@ def table(results: List[Dict]) -> str:
         rows.append(
             f"{r['agent']:5} {r.get('num_mc_samples', '-'):>5} "
             f"{r.get('precision', '-'):8} {r.get('speed_mode', 0):>6g} "
-            f"{r['gflop']['total']:7.2f} {r['compile_s']:7.1f}s "
+            f"{_num(r['gflop'] and r['gflop']['total'], 7, 2)} "
+            f"{r['compile_s']:7.1f}s "
             f"{r['update_s_median'] * 1e3:6.1f}ms "
             f"{r['update_s_min'] * 1e3:5.1f}ms {r['update_s_max'] * 1e3:5.1f}ms "
-            f"{r['achieved_gflops']:8.1f} "
+            f"{_num(r['achieved_gflops'], 8, 1)} "
             f"{0.5 * (r['dot_gflops_before'] + r['dot_gflops_after']):6.0f} "
-            f"{r['fraction_of_dot_rate']:5.2f} {r['gflop_equivalents']:8.1f} "
+            f"{_num(r['fraction_of_dot_rate'], 5, 2)} "
+            f"{r['gflop_equivalents']:8.1f} "
             f"{r['act_ms_1']:8.3f} {r['act_ms_256']:7.2f} "
             f"{r['peak_rss_gb']:7.2f}")
     return "\n".join(rows)
@@ -198,8 +250,13 @@ def main(argv):
                 configs.append(dict(base, agent="dqs", num_mc_samples=int(k),
                                     precision="float32",
                                     speed_mode=_SPEED_MODE.value))
-    if "sac" in _AGENTS.value:
-        configs.append(dict(base, agent="sac"))
+    from dqs_jax import agents
+    unknown = set(_AGENTS.value) - set(agents.agent_names())
+    if unknown:
+        raise app.UsageError(f"--agents: unknown {sorted(unknown)}; choose "
+                             f"from {agents.agent_names()}.")
+    configs += [dict(base, agent=name) for name in _AGENTS.value
+                if name != "dqs"]
     results = []
     for cfg in configs:
         print(f"running {cfg} ...", flush=True)
