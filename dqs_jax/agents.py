@@ -86,6 +86,7 @@ def _from_module(name: str, module: str, config_cls: str, **extra) -> Agent:
 _FACTORIES: Dict[str, Callable[[], Agent]] = {
     "dqs": lambda: _from_module("dqs", "dqs_jax.agent", "DQSConfig"),
     "sac": lambda: _from_module("sac", "dqs_jax.baselines.sac", "SACConfig"),
+    "qsm": lambda: _from_module("qsm", "dqs_jax.baselines.qsm", "QSMConfig"),
 }
 
 
