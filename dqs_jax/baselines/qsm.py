@@ -22,9 +22,15 @@ box; env actions are `max_action * x` (the official code rescales the env to
 `[-1, 1]` instead, the same for `max_action = 1`).
 
 Deviations from the official code (BASELINES.md §4, see `QSMConfig`):
-- `act(..., deterministic=True)` runs the chain with no step noise from the
-  fixed `x_T = 0` (as the DQS agent's deterministic sampler), so it ignores
-  the key; the official evaluation samples the full stochastic chain.
+- `act(..., deterministic=True)` must ignore the key, while the official
+  evaluation samples the stochastic chain (no exploration noise). It runs
+  that same chain with its randomness drawn from a key hashed from each
+  observation's bits (as the DQS authors' QSM port), so the action is a
+  fixed function of the observation alone. `noise_free_eval=True` instead
+  runs the chain without step noise from `x_T = 0` (as the DQS agent);
+  QSM's field `-M_q grad Q` is no noise-level score, so that chain is a
+  poorer policy (it sends flat-Q states to the box corners; reach, horizon
+  5, 2k steps: return -3.15 against -2.75 seeded, -2.77 official eval).
 - Time features: fixed sinusoidal (`networks.NoisePredictionMLP`) instead of
   learnable Fourier features; same sizes (64 -> 128-128 Mish).
 - Critic loss: mean over the ensemble (`losses.td_loss`) where the official
@@ -41,6 +47,7 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import ddpm, losses
+from dqs_jax.hashing import observation_keys
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -74,7 +81,9 @@ class QSMConfig:
     discount: float = 0.99
     tau: float = 0.005
     num_diffusion_steps: int = 20  # T; official 5, DQS-lineage code 20
-    beta_schedule: str = "vp"  # official "vp" (b_min 0.1, b_max 10)
+    # Official "vp" (b_min 0.1, b_max 10). "linear" is ddpm's b/T range,
+    # not the official 1e-4..2e-2.
+    beta_schedule: str = "vp"
     q_score_scale: float = 50.0  # M_q (paper's alpha); 120 quadruped/humanoid
     sampler_temperature: float = 1.0  # tau_s, step-noise scale; official 1.0
     target_noise: float = 0.1  # std added to a' in the TD target; official
@@ -83,6 +92,9 @@ class QSMConfig:
     time_embed_dim: int = 64  # official 64 (learnable Fourier features)
     time_mlp_dims: Tuple[int, ...] = (128, 128)  # official 128-128 Mish
     activation: str = "mish"  # noise net; official Mish (critic: ReLU)
+    # Deterministic act: False, the stochastic chain seeded by the
+    # observation (official evaluation distribution); True, x_T = 0, no noise.
+    noise_free_eval: bool = False
 
     def __post_init__(self):
         for name in ("hidden_dims", "critic_hidden_dims", "time_mlp_dims"):
@@ -118,7 +130,8 @@ class QSMConfig:
                              f"got {self.time_embed_dim}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"QSMConfig.activation must be one of "
-                             f"{sorted(ACTIVATIONS)}, got {self.activation!r}.")
+                             f"{sorted(ACTIVATIONS)}, got "
+                             f"{self.activation!r}.")
 
     def schedule(self) -> ddpm.DDPMSchedule:
         """The `num_diffusion_steps`-step beta schedule."""
@@ -199,25 +212,26 @@ def init(config: QSMConfig, obs_dim: int, act_dim: int,
     )
 
 
-def sample_policy(config: QSMConfig, eps_fn: ddpm.EpsFn, shape: Tuple[int, int],
-                  key: PRNGKey, deterministic: bool = False) -> jax.Array:
+def sample_policy(config: QSMConfig, eps_fn: ddpm.EpsFn,
+                  shape: Tuple[int, int], key: PRNGKey,
+                  noise_free: bool = False) -> jax.Array:
     """Policy samples in the unit box, before exploration noise.
 
-    Stochastic: `x_T ~ N(0, I)` and the chain of `ddpm.sample_eps_chain` with
+    Default: `x_T ~ N(0, I)` and the chain of `ddpm.sample_eps_chain` with
     step-noise scale `sampler_temperature` (the official `ddpm_sampler`).
-    Deterministic: `x_T = 0` and no step noise; independent of `key`.
+    `noise_free`: `x_T = 0` and no step noise; independent of `key`.
 
     Args:
       config: hyper-parameters (schedule, temperature).
       eps_fn: `(x [N, d], t int32 scalar) -> [N, d]`.
       shape: `(N, d)`, static.
-      key: PRNG key (unused when `deterministic`).
-      deterministic: Python bool.
+      key: PRNG key (unused when `noise_free`).
+      noise_free: Python bool.
 
     Returns:
       `[N, d]` samples in `[-1, 1]`.
     """
-    if deterministic:
+    if noise_free:
         return ddpm.sample_eps_chain(eps_fn, jnp.zeros(shape, jnp.float32),
                                      config.schedule(), jax.random.PRNGKey(0),
                                      noise_scale=0.0)
@@ -244,6 +258,17 @@ def _sample_unit_actions(config: QSMConfig, actor_params: Params,
                                              observations), shape, chain_key)
     noise = noise_std * jax.random.normal(noise_key, shape, x.dtype)
     return jnp.clip(x + noise, -1.0, 1.0)
+
+
+def _seeded_unit_actions(config: QSMConfig, actor_params: Params,
+                         observations: jax.Array, act_dim: int) -> jax.Array:
+    """The stochastic chain, each row run with `observation_keys`: `[N, d]`
+    in the unit box, a function of each row's observation only."""
+    def one(key, obs):
+        eps_fn = _policy_eps_fn(config, actor_params, obs[None])
+        return sample_policy(config, eps_fn, (1, act_dim), key)[0]
+
+    return jax.vmap(one)(observation_keys(observations), observations)
 
 
 def q_action_gradient(q_fn: BatchedEnsembleQFn, observations: jax.Array,
@@ -420,8 +445,9 @@ def act(state: QSMState, observations: jax.Array, key: PRNGKey,
       state: training state.
       observations: `[N, o]`.
       key: PRNG key (unused when `deterministic`).
-      deterministic: if True, the noise-free chain from `x_T = 0` and no
-        exploration noise (see `sample_policy`); a Python bool.
+      deterministic: a Python bool. If True, no exploration noise and no use
+        of `key`: the chain seeded by each observation (`observation_keys`),
+        or with `noise_free_eval` the noise-free chain from `x_T = 0`.
 
     Returns:
       `[N, d]` actions in `[-max_action, max_action]`.
@@ -429,11 +455,13 @@ def act(state: QSMState, observations: jax.Array, key: PRNGKey,
     chex.assert_rank(observations, 2)
     chex.assert_axis_dimension(observations, 1, state.obs_dim)
     config = state.config
-    if deterministic:
-        eps_fn = _policy_eps_fn(config, state.actor_params, observations)
-        x = sample_policy(config, eps_fn, (observations.shape[0],
-                                           state.act_dim), key, True)
+    params, act_dim = state.actor_params, state.act_dim
+    if deterministic and config.noise_free_eval:
+        x = sample_policy(config, _policy_eps_fn(config, params, observations),
+                          (observations.shape[0], act_dim), key, True)
+    elif deterministic:
+        x = _seeded_unit_actions(config, params, observations, act_dim)
     else:
-        x = _sample_unit_actions(config, state.actor_params, observations,
-                                 state.act_dim, key, config.exploration_noise)
+        x = _sample_unit_actions(config, params, observations, act_dim, key,
+                                 config.exploration_noise)
     return config.max_action * x
