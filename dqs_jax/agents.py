@@ -93,6 +93,7 @@ _FACTORIES: Dict[str, Callable[[], Agent]] = {
                                  replay_update="replay_update"),
     "ppo": lambda: _from_module("ppo", "dqs_jax.baselines.ppo", "PPOConfig",
                                 on_policy=True, explore="explore"),
+    "qsm": lambda: _from_module("qsm", "dqs_jax.baselines.qsm", "QSMConfig"),
 }
 
 
