@@ -86,6 +86,8 @@ def _from_module(name: str, module: str, config_cls: str, **extra) -> Agent:
 _FACTORIES: Dict[str, Callable[[], Agent]] = {
     "dqs": lambda: _from_module("dqs", "dqs_jax.agent", "DQSConfig"),
     "sac": lambda: _from_module("sac", "dqs_jax.baselines.sac", "SACConfig"),
+    "dacer": lambda: _from_module("dacer", "dqs_jax.baselines.dacer",
+                                  "DACERConfig"),
 }
 
 
