@@ -94,6 +94,8 @@ _FACTORIES: Dict[str, Callable[[], Agent]] = {
     "ppo": lambda: _from_module("ppo", "dqs_jax.baselines.ppo", "PPOConfig",
                                 on_policy=True, explore="explore"),
     "qsm": lambda: _from_module("qsm", "dqs_jax.baselines.qsm", "QSMConfig"),
+    "dacer": lambda: _from_module("dacer", "dqs_jax.baselines.dacer",
+                                  "DACERConfig"),
 }
 
 
