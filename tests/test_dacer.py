@@ -279,6 +279,7 @@ def test_state_is_a_checkpointable_pytree(state):
     assert tree_equal(jax.tree_util.tree_unflatten(treedef, leaves), s1)
 
 
+@pytest.mark.slow  # A learning run (make test-slow).
 def test_learns_a_reaching_bandit():
     """Reach with horizon 1 and the goal at the centre: one step from
     s ~ U[-1, 1]^2, reward -||s'||. Monte Carlo below: uniform random

@@ -377,6 +377,7 @@ def random_return():
     return float(jnp.mean(result.returns))
 
 
+@pytest.mark.slow  # A learning run (make test-slow).
 @pytest.mark.parametrize("name", NAMES)
 def test_learns_to_reach(name, random_return):
     agent = agents.get_agent(name)

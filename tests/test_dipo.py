@@ -221,6 +221,7 @@ def test_targets_polyak_and_every_other_ema(state, buffer):
             float(m2["policy_target_updated"])) == (1.0, 0.0)
 
 
+@pytest.mark.slow  # Compile-heavy (make test-slow).
 def test_update_critic_and_policy_losses_by_hand(state):
     """`update`: TD target from the EMA policy's chain (recomputed from the
     same key split), twin MSEs summed; denoising loss on the improved
@@ -285,6 +286,7 @@ def test_act_bounds_and_deterministic_ignores_the_key(state):
     assert float(jnp.max(jnp.abs(s1))) > 1.9
 
 
+@pytest.mark.slow  # A learning run (make test-slow).
 def test_learns_the_reach_bandit():
     """`dqs_jax.loop` (which calls `replay_update` via `agents.train_step`)
     on the one-step reach task. Measured on the same start states below:

@@ -438,6 +438,7 @@ def reference_returns(seed=0, episodes=4000):
     return out
 
 
+@pytest.mark.slow  # A learning run (make test-slow).
 def test_learns_to_reach(trained):
     final, _, _ = trained
     np.testing.assert_array_equal(final.num_updates, [NUM_UPDATES] * 2)

@@ -155,6 +155,7 @@ def held_out_cosine(state, config):
     return cos[keep].mean(), np.percentile(cos[keep], 5), field, grad
 
 
+@pytest.mark.slow  # Trains a network (make test-slow).
 def test_trained_score_field_points_along_grad_q():
     """300 actor steps against the fixed quadratic critic (no critic
     learning), at the default M_q = 50."""
@@ -368,6 +369,7 @@ def test_critic_target_and_actor_use_the_documented_pieces(state,
     assert abs(stale - float(metrics["actor_loss"])) > 1e-3 * abs(stale)
 
 
+@pytest.mark.slow  # A learning run (make test-slow).
 def test_learns_the_reach_bandit():
     """Reach with `horizon=1` (a contextual bandit; discount 0 makes Q the
     reward) trained through the jitted loop. Uniform-random actions earn

@@ -132,6 +132,12 @@ def test_cli_rejects_bad_flags(tmp_path):
     out = run_cli([f"--workdir={tmp_path}", "--env=dmc:foo-bar"])
     assert out.returncode != 0
     assert "cartpole" in out.stderr  # Lists the valid domains.
+    for flags_, name in ((["--agent=td3", "--policy_delay=0"], "policy_delay"),
+                         (["--agent=ppo", "--gae_lambda=1.5"], "gae_lambda"),
+                         (["--agent=dqs", "--policy_delay=2"], "policy_delay"),
+                         (["--agent=nope"], "dacer")):  # Lists the agents.
+        out = run_cli([f"--workdir={tmp_path}", *flags_])
+        assert out.returncode != 0 and name in out.stderr, out.stderr[-500:]
     assert not os.listdir(tmp_path)
 
 
@@ -169,7 +175,9 @@ KILL_CASES = {
 }
 
 
-@pytest.mark.parametrize("agent", sorted(KILL_CASES))
+@pytest.mark.parametrize("agent", [
+    "dqs", *(pytest.param(a, marks=pytest.mark.slow)
+             for a in sorted(KILL_CASES) if a != "dqs")])
 def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path,
                                                                agent):
     args = ["--env=dmc:cartpole-balance", "--seed=3", "--max_steps=600",

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import ddpm, losses
+from dqs_jax import critic, ddpm, losses
 from dqs_jax.gmm_entropy import gmm_entropy
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
@@ -313,20 +313,12 @@ def _critic_step(state: DACERState, batch: Batch, key: PRNGKey):
         config, state.actor_params, batch.next_observations, key,
         state.temperature, state.act_dim)
 
-    def objective(params):
-        return losses.td_loss_with_aux(
-            lambda o, a: critic_net.apply(params, o, a),
-            lambda o, a: critic_net.apply(state.target_critic_params, o, a),
-            batch.observations, batch.actions,
-            config.reward_scale * batch.rewards, batch.discounts,
-            batch.next_observations, next_actions, config.discount)
-
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.critic_params)
-    params, opt_state = apply_gradients(_optimisers(config)[1], grads,
-                                        state.critic_opt_state,
-                                        state.critic_params)
-    return params, opt_state, loss, aux, optax.global_norm(grads)
+    params, opt_state, m = critic.critic_step(
+        critic_net, _optimisers(config)[1], state.critic_params,
+        state.critic_opt_state, state.target_critic_params, batch,
+        next_actions, config.discount, reward_scale=config.reward_scale)
+    aux = {"q_mean": m["q_mean"], "target_mean": m["target_q_mean"]}
+    return params, opt_state, m["critic_loss"], aux, m["critic_grad_norm"]
 
 
 def _actor_and_target_step(state: DACERState, critic_params: Params,

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import losses
+from dqs_jax import critic, losses
 from dqs_jax.networks import MLP, CriticEnsemble
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -228,21 +228,13 @@ def _critic_step(state: DeterministicState, batch: Batch, key: PRNGKey):
             next_actions, key, config.target_noise * config.max_action,
             config.target_noise_clip * config.max_action, config.max_action)
 
-    def objective(params):
-        loss, aux = losses.td_loss_with_aux(
-            lambda o, a: critic_net.apply(params, o, a),
-            lambda o, a: critic_net.apply(state.target_critic_params, o, a),
-            batch.observations, batch.actions, batch.rewards, batch.discounts,
-            batch.next_observations, next_actions, config.discount)
-        # td_loss averages over members; the official loss sums them.
-        return config.num_critics * loss, aux
-
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.critic_params)
-    params, opt_state = apply_gradients(_optimisers(config)[1], grads,
-                                        state.critic_opt_state,
-                                        state.critic_params)
-    return params, opt_state, loss, aux, optax.global_norm(grads)
+    # td_loss averages over members; the official loss sums them.
+    params, opt_state, m = critic.critic_step(
+        critic_net, _optimisers(config)[1], state.critic_params,
+        state.critic_opt_state, state.target_critic_params, batch,
+        next_actions, config.discount, loss_scale=config.num_critics)
+    aux = {"q_mean": m["q_mean"], "target_mean": m["target_q_mean"]}
+    return params, opt_state, m["critic_loss"], aux, m["critic_grad_norm"]
 
 
 def update(state: DeterministicState, batch: Batch

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import ddpm, losses, replay
+from dqs_jax import critic, ddpm, replay
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -286,25 +286,11 @@ def _critic_step(state: DIPOState, batch: Batch, key: PRNGKey):
                                   state.target_policy_params,
                                   batch.next_observations, key)
 
-    def objective(params):
-        loss, aux = losses.td_loss_with_aux(
-            lambda o, a: critic_net.apply(params, o, a),
-            lambda o, a: critic_net.apply(state.target_critic_params, o, a),
-            batch.observations, batch.actions, batch.rewards,
-            batch.discounts, batch.next_observations, next_actions,
-            config.discount)
-        # td_loss averages over the ensemble; DIPO sums the members' MSEs.
-        return config.num_critics * loss, aux
-
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.critic_params)
-    params, opt_state = apply_gradients(_optimisers(config)[1], grads,
-                                        state.critic_opt_state,
-                                        state.critic_params)
-    return params, opt_state, {
-        "critic_loss": loss, "q_mean": aux["q_mean"],
-        "target_q_mean": aux["target_mean"],
-        "critic_grad_norm": optax.global_norm(grads)}
+    # td_loss averages over the ensemble; DIPO sums the members' MSEs.
+    return critic.critic_step(
+        critic_net, _optimisers(config)[1], state.critic_params,
+        state.critic_opt_state, state.target_critic_params, batch,
+        next_actions, config.discount, loss_scale=config.num_critics)
 
 
 def _update_core(state: DIPOState, batch: Batch, improve_observations,

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import ddpm, losses
+from dqs_jax import critic, ddpm, losses
 from dqs_jax.hashing import observation_keys
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
@@ -400,17 +400,9 @@ def update(state: QSMState, batch: Batch) -> Tuple[QSMState, Metrics]:
         config, state.actor_params, batch.next_observations, state.act_dim,
         target_key, config.target_noise)
 
-    def critic_objective(params):
-        return losses.td_loss_with_aux(
-            lambda o, a: critic_net.apply(params, o, a),
-            lambda o, a: critic_net.apply(state.target_critic_params, o, a),
-            batch.observations, batch.actions, batch.rewards, batch.discounts,
-            batch.next_observations, next_actions, config.discount)
-
-    (critic_loss, critic_aux), critic_grads = jax.value_and_grad(
-        critic_objective, has_aux=True)(state.critic_params)
-    critic_params, critic_opt_state = apply_gradients(
-        critic_opt, critic_grads, state.critic_opt_state, state.critic_params)
+    critic_params, critic_opt_state, critic_metrics = critic.critic_step(
+        critic_net, critic_opt, state.critic_params, state.critic_opt_state,
+        state.target_critic_params, batch, next_actions, config.discount)
 
     # Actor: score matching against the updated online critics.
     state, actor_metrics = actor_step(
@@ -426,13 +418,7 @@ def update(state: QSMState, batch: Batch) -> Tuple[QSMState, Metrics]:
         step=state.step + 1,
         key=key,
     )
-    metrics = {
-        "critic_loss": critic_loss,
-        "q_mean": critic_aux["q_mean"],
-        "target_q_mean": critic_aux["target_mean"],
-        "critic_grad_norm": optax.global_norm(critic_grads),
-        **actor_metrics,
-    }
+    metrics = {**critic_metrics, **actor_metrics}
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     return new_state, metrics
 
