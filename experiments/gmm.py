@@ -109,6 +109,11 @@ def agent_config(method: str, s: dict):
                          final_temperature=s["dqs_temperature"])
     if spec.on_policy:
         overrides["rollout_length"] = s["rollout_length"]
+        if "num_minibatches" in fields:  # Minibatches of about 64 (CleanRL).
+            overrides["num_minibatches"] = min(
+                (m for m in range(1, s["rollout_length"] + 1)
+                 if s["rollout_length"] % m == 0),
+                key=lambda m: abs(s["rollout_length"] / m - 64))
     return spec.make_config(**overrides)
 
 
