@@ -22,7 +22,7 @@ singular component, and the estimate falls by up to `-1/2 ln reg_covar`
 """
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import chex
 import jax
@@ -215,3 +215,33 @@ def gmm_entropy(samples: jax.Array, key: PRNGKey, num_components: int = 3,
     """
     gmm = fit_gmm(samples, key, num_components, num_iters, reg_covar)
     return jax.lax.stop_gradient(mixture_entropy_bound(gmm))
+
+
+def policy_entropy(sample_fn: Callable[[jax.Array, PRNGKey], jax.Array],
+                   observations: jax.Array, num_samples: int, key: PRNGKey,
+                   num_components: int = 3, num_iters: int = 50
+                   ) -> jax.Array:
+    """`[S]` `gmm_entropy` estimates of a policy's action law, one per row of
+    `observations [S, o]`, each from `num_samples` actions.
+
+    Args:
+      sample_fn: `(observations [N, o], key) -> actions [N, d]`, one draw
+        per row.
+      observations: `[S, o]`.
+      num_samples: actions per state (static).
+      key: PRNG key for the samples and the EM initialisations.
+      num_components: `K` (static).
+      num_iters: EM rounds (static).
+
+    Returns:
+      `[S]` entropies (nats), without gradient.
+    """
+    chex.assert_rank(observations, 2)
+    num_states = observations.shape[0]
+    sample_key, fit_key = jax.random.split(key)
+    tiled = jnp.repeat(observations, num_samples, axis=0)  # state-major
+    actions = sample_fn(tiled, sample_key)
+    chex.assert_rank(actions, 2)
+    actions = actions.reshape(num_states, num_samples, actions.shape[-1])
+    return jax.vmap(lambda a, k: gmm_entropy(a, k, num_components, num_iters))(
+        actions, jax.random.split(fit_key, num_states))

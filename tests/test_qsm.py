@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dqs_jax import agents, ddpm, loop
+from dqs_jax import agents, ddpm, loop, score_matching
 from dqs_jax.baselines import qsm
 from dqs_jax.envs import reach
 from dqs_jax.hashing import observation_keys
@@ -104,7 +104,7 @@ def test_q_action_gradient_is_the_ensemble_mean():
         return jnp.concatenate([quadratic_q(o, x),
                                 3.0 * jnp.sum(x, -1, keepdims=True)], -1)
 
-    grad = qsm.q_action_gradient(two_critics, obs, a)
+    grad = score_matching.q_action_gradient(two_critics, obs, a)
     expected = 0.5 * (-2.0 * (a - centre(obs)) + 3.0)
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)
 
@@ -118,7 +118,7 @@ def test_score_matching_loss_closed_form():
     t, _, a_t = ddpm.diffuse(schedule, a, key)
     g = -2.0 * (a_t - centre(obs))
     # The zero predictor pays mean (M_q g)^2; the QSM fixed point -M_q g none.
-    zero, aux = qsm.score_matching_loss_with_aux(
+    zero, aux = score_matching.score_matching_loss_with_aux(
         lambda x, tt, o: jnp.zeros_like(x), quadratic_q, schedule, obs, a,
         key, scale)
     np.testing.assert_allclose(zero, np.mean((scale * g) ** 2), rtol=1e-5)
@@ -129,11 +129,11 @@ def test_score_matching_loss_closed_form():
         np.testing.assert_array_equal(tt, t)  # Same times as `diffuse`.
         return 2.0 * scale * (x - centre(o))
 
-    best, _ = qsm.score_matching_loss_with_aux(
+    best, _ = score_matching.score_matching_loss_with_aux(
         oracle, quadratic_q, schedule, obs, a, key, scale)
     assert float(best) < 1e-8
     # No gradient flows into the critic's target through the loss.
-    grad_c = jax.grad(lambda w: qsm.score_matching_loss_with_aux(
+    grad_c = jax.grad(lambda w: score_matching.score_matching_loss_with_aux(
         lambda x, tt, o: jnp.zeros_like(x),
         lambda o, x: w * quadratic_q(o, x), schedule, obs, a, key,
         scale)[0])(1.0)
@@ -357,7 +357,7 @@ def test_critic_target_and_actor_use_the_documented_pieces(state,
                                rtol=1e-4, atol=1e-5)
 
     def actor_loss(critic_params):
-        return qsm.score_matching_loss_with_aux(
+        return score_matching.score_matching_loss_with_aux(
             lambda a, t, o: net.apply(state.actor_params, a, t, o),
             lambda o, a: critic.apply(critic_params, o, a), SMALL.schedule(),
             batch.observations, batch.actions, actor_key,

@@ -55,9 +55,10 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import critic, ddpm, losses
-from dqs_jax.gmm_entropy import gmm_entropy
+from dqs_jax.gmm_entropy import policy_entropy
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
+from dqs_jax.temperature import temperature_step
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 
@@ -216,21 +217,13 @@ def sample_actions(config: DACERConfig, actor_params: Params,
     Returns:
       `[N, d]` actions in `[-1, 1]` (times `max_action` for the env).
     """
-    chex.assert_rank(observations, 2)
     net = actor_network(config)
-    init_key, chain_key, noise_key = jax.random.split(key, 3)
-    shape = (observations.shape[0], act_dim)
+    policy_key, noise_key = jax.random.split(key)
+    x_0 = ddpm.sample_posterior_policy(
+        lambda x, t, obs: net.apply(actor_params, x, t, obs), observations,
+        act_dim, config.schedule, policy_key, deterministic=deterministic)
     if deterministic:
-        x_init, step_noise, temperature = jnp.zeros(shape), 0.0, 0.0
-        chain_key = noise_key = jax.random.PRNGKey(0)  # Drawn, then * 0.
-    else:
-        x_init, step_noise = jax.random.normal(init_key, shape), 1.0
-
-    def eps_fn(x, t):
-        return net.apply(actor_params, x, t, observations)
-
-    x_0 = ddpm.sample_posterior_chain(eps_fn, x_init, config.schedule,
-                                      chain_key, noise_scale=step_noise)
+        return x_0
     z = jax.random.normal(noise_key, x_0.shape, x_0.dtype)
     return jnp.clip(x_0 + config.noise_scale * temperature * z, -1.0, 1.0)
 
@@ -275,18 +268,14 @@ def estimate_entropy(state: DACERState, observations: jax.Array,
     """`[S]` GMM entropies (no gradient), one per state of `observations
     [S, o]`, each of `entropy_num_samples` actions of `state`'s policy (noise
     included, in `[-1, 1]^d`): the official `estimate_entropy`."""
-    chex.assert_rank(observations, 2)
     config = state.config
-    num_states, n = observations.shape[0], config.entropy_num_samples
-    sample_key, fit_key = jax.random.split(key)
-    tiled = jnp.repeat(observations, n, axis=0)  # [S * n, o], state-major
-    actions = sample_actions(config, state.actor_params, tiled, sample_key,
-                             state.temperature, state.act_dim)
-    actions = actions.reshape(num_states, n, state.act_dim)
-    entropies = jax.vmap(lambda a, k: gmm_entropy(
-        a, k, config.gmm_components, config.gmm_iters))(
-            actions, jax.random.split(fit_key, num_states))
-    return jax.lax.stop_gradient(entropies)
+
+    def sample_fn(obs, sample_key):
+        return sample_actions(config, state.actor_params, obs, sample_key,
+                              state.temperature, state.act_dim)
+
+    return policy_entropy(sample_fn, observations, config.entropy_num_samples,
+                          key, config.gmm_components, config.gmm_iters)
 
 
 def actor_loss(state: DACERState, actor_params: Params,
@@ -368,11 +357,9 @@ def _temperature_step(state: DACERState, observation: jax.Array,
         lambda: jnp.zeros((), jnp.float32))
     entropy_sum = state.entropy_sum + entropy
     mean = entropy_sum / window
-    target = config.entropy_target(state.act_dim)
-    grad = jax.grad(lambda lt: -lt * (target - mean))(state.log_temperature)
-    stepped = apply_gradients(_optimisers(config)[2], grad,
-                              state.temperature_opt_state,
-                              state.log_temperature)
+    stepped = temperature_step(_optimisers(config)[2], state.log_temperature,
+                               state.temperature_opt_state, mean,
+                               config.entropy_target(state.act_dim))[:2]
     due = phase == interval - 1
     new = (*stepped, mean, jnp.zeros((), jnp.float32))
     old = (state.log_temperature, state.temperature_opt_state, state.entropy,

@@ -38,7 +38,7 @@ Deviations from the official code (BASELINES.md §4, see `QSMConfig`):
 """
 
 import dataclasses
-from typing import Callable, Dict, Tuple
+from typing import Tuple
 
 import chex
 import flax.struct
@@ -50,13 +50,9 @@ from dqs_jax import critic, ddpm, losses
 from dqs_jax.hashing import observation_keys
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
+from dqs_jax.score_matching import (BatchedEnsembleQFn, q_action_gradient,
+                                    score_matching_loss_with_aux)
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
-
-# `q_fn(observations [B, o], actions [B, d]) -> [B, E]`, an ensemble of E.
-BatchedEnsembleQFn = Callable[[jax.Array, jax.Array], jax.Array]
-# `eps_fn(x [B, d], t [B] int32, observations [B, o]) -> [B, d]`.
-ConditionalEpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
 
 @dataclasses.dataclass(frozen=True)
 class QSMConfig:
@@ -269,67 +265,6 @@ def _seeded_unit_actions(config: QSMConfig, actor_params: Params,
         return sample_policy(config, eps_fn, (1, act_dim), key)[0]
 
     return jax.vmap(one)(observation_keys(observations), observations)
-
-
-def q_action_gradient(q_fn: BatchedEnsembleQFn, observations: jax.Array,
-                      actions: jax.Array) -> jax.Array:
-    """`mean_j grad_a Q_j(s_b, a_b)` per example (QSM's mean over critics).
-
-    Args:
-      q_fn: `(observations [B, o], actions [B, d]) -> [B, E]`, acting on each
-        row independently.
-      observations: `[B, o]`.
-      actions: `[B, d]`.
-
-    Returns:
-      `[B, d]` action gradients.
-    """
-    chex.assert_rank([observations, actions], 2)
-
-    def total(a):
-        q = q_fn(observations, a)
-        chex.assert_rank(q, 2)
-        chex.assert_axis_dimension(q, 0, actions.shape[0])
-        return jnp.sum(jnp.mean(q, axis=-1))
-
-    return jax.grad(total)(actions)
-
-
-def score_matching_loss_with_aux(eps_fn: ConditionalEpsFn,
-                                 q_fn: BatchedEnsembleQFn,
-                                 schedule: ddpm.DDPMSchedule,
-                                 observations: jax.Array, actions: jax.Array,
-                                 key: PRNGKey, q_score_scale: float
-                                 ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-    """The QSM actor loss (Psenka et al. 2024, Alg. 1; official code).
-
-    `t ~ U{0..T-1}`, `a_t = q_sample(a, t, eps)` (`ddpm.diffuse`),
-    `g = sg(mean_j grad_a Q_j(s, a_t))`,
-    `L = mean_b mean_d (eps_fn(a_t, t, s) + M_q g)^2`.
-
-    Args:
-      eps_fn: `(a_t [B, d], t [B] int32, observations [B, o]) -> [B, d]`.
-      q_fn: `(observations [B, o], actions [B, d]) -> [B, E]` (row-wise).
-      schedule: the beta schedule.
-      observations: `[B, o]`.
-      actions: `[B, d]` clean replay actions in the diffusion's box.
-      key: PRNG key for `t` and `eps`.
-      q_score_scale: `M_q`.
-
-    Returns:
-      `(loss, {'q_grad_norm', 'eps_norm'})`: scalar loss; mean L2 norms of
-      `g` and of the prediction.
-    """
-    chex.assert_rank([observations, actions], 2)
-    chex.assert_equal_shape_prefix([observations, actions], prefix_len=1)
-    t, _, noisy = ddpm.diffuse(schedule, actions, key)
-    g = jax.lax.stop_gradient(q_action_gradient(q_fn, observations, noisy))
-    prediction = eps_fn(noisy, t, observations)
-    chex.assert_equal_shape([prediction, g])
-    loss = jnp.mean(jnp.square(prediction + q_score_scale * g))
-    aux = {"q_grad_norm": jnp.mean(jnp.linalg.norm(g, axis=-1)),
-           "eps_norm": jnp.mean(jnp.linalg.norm(prediction, axis=-1))}
-    return loss, aux
 
 
 def actor_step(state: QSMState, q_fn: BatchedEnsembleQFn,

@@ -26,6 +26,7 @@ import optax
 from dqs_jax import losses
 from dqs_jax.networks import MLP, CriticEnsemble
 from dqs_jax.optim import apply_gradients
+from dqs_jax.temperature import temperature_step
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -299,18 +300,11 @@ def update(state: SACState, batch: Batch) -> Tuple[SACState, Metrics]:
     actor_params, actor_opt_state = apply_gradients(
         actor_opt, actor_grads, state.actor_opt_state, state.actor_params)
 
-    # Temperature: loss = log_alpha * (H - H_target); alpha rises if H < target.
-    target_entropy = config.entropy_target(state.act_dim)
-    entropy = jax.lax.stop_gradient(entropy)
-
-    def temperature_objective(log_temperature):
-        return log_temperature * (entropy - target_entropy)
-
-    temperature_loss, temperature_grad = jax.value_and_grad(
-        temperature_objective)(state.log_temperature)
-    log_temperature, temperature_opt_state = apply_gradients(
-        temperature_opt, temperature_grad, state.temperature_opt_state,
-        state.log_temperature)
+    # Temperature: alpha rises if the entropy is below target.
+    log_temperature, temperature_opt_state, temperature_loss = (
+        temperature_step(temperature_opt, state.log_temperature,
+                         state.temperature_opt_state, entropy,
+                         config.entropy_target(state.act_dim)))
 
     target_params = optax.incremental_update(
         critic_params, state.target_critic_params, config.tau)
