@@ -29,14 +29,14 @@ run: $(STAMP)
 
 ## The fast suite (CPU, a few minutes).
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto -m "not slow" $(PYTEST_ARGS)
 
 ## Long end-to-end runs only.
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m experiments.gmm_demo --workdir=runs/gmm_demo

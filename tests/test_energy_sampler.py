@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from dqs_jax import energy_sampler, mixtures
@@ -25,6 +26,7 @@ def test_mode_proportions_of_exact_samples():
     np.testing.assert_allclose(props, mixtures.FOUR_MODE_WEIGHTS, atol=0.015)
 
 
+@pytest.mark.slow  # Trains a sampler: a learning test.
 def test_idem_sampler_recovers_mode_proportions():
     config = energy_sampler.EnergySamplerConfig()
     target = mixtures.four_mode_gmm()

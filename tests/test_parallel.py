@@ -5,9 +5,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SCRIPT = textwrap.dedent("""
+PRELUDE = """
     import jax, jax.numpy as jnp, numpy as np
     assert len(jax.devices()) == 4, jax.devices()
     from dqs_jax import agent, agents, loop, parallel
@@ -22,6 +24,9 @@ SCRIPT = textwrap.dedent("""
     batch = Batch(*(jnp.asarray(x, jnp.float32) for x in (
         rng.normal(size=(32, 5)), np.tanh(rng.normal(size=(32, 2))),
         rng.normal(size=32), np.ones(32), rng.normal(size=(32, 5)))))
+"""
+
+UPDATE = PRELUDE + """
     single = jax.jit(agent.update)
     multi = parallel.data_parallel_update(agent.update)
     s1, s4 = state, state
@@ -40,6 +45,10 @@ SCRIPT = textwrap.dedent("""
     except ValueError as e:
         assert "divisible" in str(e)
 
+    print("OK")
+"""
+
+SEEDS = PRELUDE + """
     # Seeds spread over the devices: same numbers as on one device.
     dqs = agents.get_agent("dqs")
     cfg = loop.LoopConfig(seed_steps=20, batch_size=8, replay_size=100)
@@ -55,13 +64,24 @@ SCRIPT = textwrap.dedent("""
                     jax.tree_util.tree_leaves(local.agent_state)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     print("OK")
-""")
+"""
 
 
-def test_four_host_devices_match_one():
-    env = dict(os.environ,
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+def run_on_four_devices(script):
+    flags_ = (os.environ.get("XLA_FLAGS", "") +
+              " --xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=flags_)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                         cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.strip().endswith("OK")
+
+
+def test_data_parallel_update_on_four_host_devices_matches_one():
+    run_on_four_devices(UPDATE)
+
+
+@pytest.mark.slow
+def test_seeds_spread_over_four_host_devices_match_one():
+    run_on_four_devices(SEEDS)
