@@ -8,7 +8,7 @@ reuse of the authors' code; SPEC §6).
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Callable, Tuple
 
 import chex
 import flax.struct
@@ -16,17 +16,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dqs_jax import batched_estimator, losses
-from dqs_jax.networks import CriticEnsemble, ScoreNetwork, get_activation
+from dqs_jax import losses
+from dqs_jax.networks import CriticEnsemble, ScoreNetwork
 from dqs_jax.optim import apply_gradients
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
+from dqs_jax.score_targets import (  # noqa: F401 (public names)
+    ESTIMATORS, PRECISIONS, energy_q, idem_target_fn)
 from dqs_jax.temperature import log_linear_temperature
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 
 ENERGY_ACTIONS = ("raw", "clip")
-PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,16 @@ class DQSConfig:
     # x_t itself instead of K samples (the K points nearly coincide there).
     small_noise_threshold: float = 0.0
     estimator_precision: str = "float32"  # or "bfloat16" matmuls
+    # The score estimate (`score_targets`): "idem" (the paper's), or
+    # "antithetic", "qmc", "control_variate", "adaptive" (K by noise level:
+    # rows with t below `adaptive_low_time` use `adaptive_low_samples`
+    # antithetic draws, below `adaptive_mid_time` `adaptive_mid_samples`,
+    # the rest `num_mc_samples` with the control variate).
+    estimator: str = "idem"
+    adaptive_low_time: float = 0.7
+    adaptive_low_samples: int = 2
+    adaptive_mid_time: float = 0.85
+    adaptive_mid_samples: int = 16
 
     def __post_init__(self):
         for name in ("hidden_dims", "critic_hidden_dims"):
@@ -104,6 +115,22 @@ class DQSConfig:
             raise ValueError(f"DQSConfig.estimator_precision must be one of "
                              f"{tuple(PRECISIONS)}, got "
                              f"{self.estimator_precision!r}.")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"DQSConfig.estimator must be one of "
+                             f"{ESTIMATORS}, got {self.estimator!r}.")
+        if self.estimator == "adaptive" and (
+                not self.stratified_times or self.small_noise_threshold):
+            raise ValueError("DQSConfig.estimator='adaptive' needs "
+                             "stratified_times=True and "
+                             "small_noise_threshold=0.")
+        if not (0.0 <= self.adaptive_low_time <= self.adaptive_mid_time
+                <= 1.0 and self.adaptive_low_samples >= 1
+                and self.adaptive_mid_samples >= 1):
+            raise ValueError(
+                "DQSConfig needs 0 <= adaptive_low_time <= adaptive_mid_time "
+                "<= 1 and adaptive_*_samples >= 1, got "
+                f"{self.adaptive_low_time}, {self.adaptive_mid_time}, "
+                f"{self.adaptive_low_samples}, {self.adaptive_mid_samples}.")
         if self.energy_action not in ENERGY_ACTIONS:
             raise ValueError(f"DQSConfig.energy_action must be one of "
                              f"{ENERGY_ACTIONS}, got {self.energy_action!r}.")
@@ -253,48 +280,6 @@ def _act_dim(score_params: Params) -> int:
     return score_params["params"]["output"]["bias"].shape[-1]
 
 
-def energy_q(config: DQSConfig, critic_params: Params):
-    """`q(obs [B, o], points [B, M, d]) -> [B, M]`: the Q of the iDEM energy,
-    min over the ensemble (`energy_action` and `estimator_precision`
-    applied)."""
-    activation = get_activation(config.critic_activation)
-    dtype = PRECISIONS[config.estimator_precision]
-
-    def q(observations, points):
-        if config.energy_action == "clip":
-            points = jnp.clip(points, -config.max_action, config.max_action)
-        return batched_estimator.ensemble_min_q(
-            critic_params, observations, points, activation, dtype)
-
-    return q
-
-
-def idem_target_fn(config: DQSConfig, critic_params: Params
-                   ) -> losses.TargetFn:
-    """The batched iDEM estimator `update` uses (a `losses.TargetFn`): the
-    same estimate as `losses.idem_targets` of the ensemble-min Q, computed
-    in chunks of `mc_chunk_size` samples (plus the optional speed mode)."""
-    q = energy_q(config, critic_params)
-
-    def target_fn(observations, x_t, h, temperature, key):
-        n = config.num_small_noise(x_t.shape[0])
-        targets = []
-        if n:  # Speed mode: the gradient at x_t itself.
-            value_and_grad = batched_estimator.scaled_value_and_grad(
-                q, temperature[:n])
-            targets.append(value_and_grad(observations[:n],
-                                          x_t[:n, None])[1][:, 0])
-        if n < x_t.shape[0]:
-            value_and_grad = batched_estimator.scaled_value_and_grad(
-                q, temperature[n:])
-            targets.append(batched_estimator.chunked_idem_targets(
-                value_and_grad, observations[n:], x_t[n:], h[n:], key,
-                config.num_mc_samples, config.mc_chunk_size))
-        return jnp.concatenate(targets) if len(targets) > 1 else targets[0]
-
-    return target_fn
-
-
 def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     """One DQS update: TD step, iDEM score step, Polyak target update.
 
@@ -308,6 +293,16 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
     Returns:
       `(new_state, metrics)`, metrics a flat dict of float32 scalars.
     """
+    return update_with_target_fn(state, batch, idem_target_fn)
+
+
+def update_with_target_fn(
+        state: TrainState, batch: Batch,
+        make_target_fn: Callable[[DQSConfig, Params], losses.TargetFn]
+) -> Tuple[TrainState, Metrics]:
+    """`update` with the score targets of `make_target_fn(config,
+    critic_params)` (`update` uses `idem_target_fn`), e.g. to compare
+    implementations of the same estimate."""
     check_batch(batch, state.obs_dim, state.act_dim)
     config = state.config
     score_net, critic_net = score_network(config), critic_network(config)
@@ -333,7 +328,7 @@ def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
         critic_objective, has_aux=True)(state.critic_params)
 
     # iDEM step (SPEC §3-4): Q = min over the pre-update online ensemble.
-    target_fn = idem_target_fn(config, state.critic_params)
+    target_fn = make_target_fn(config, state.critic_params)
 
     def score_objective(params):
         return losses.idem_loss_with_aux(

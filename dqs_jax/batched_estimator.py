@@ -14,6 +14,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from dqs_jax import mc_noise
+from dqs_jax.estimator import control_variate_combination
 from dqs_jax.types import Params, PRNGKey
 
 # `value_and_grad(obs [B, o], points [B, M, d]) -> (values [B, M],
@@ -31,14 +33,28 @@ def largest_divisor_at_most(n: int, limit: int) -> int:
     return 1
 
 
+def _chunked_noise(key: PRNGKey, batch: int, num_samples: int, dim: int,
+                   chunk: int, noise: str, dtype) -> jax.Array:
+    """`[K / chunk, B, chunk, d]` draws, row `b` from the `b`-th split of
+    `key` (as `losses.idem_targets` splits it)."""
+    draw = mc_noise.get_noise(noise)
+    keys = jax.random.split(key, batch)
+    eps = jax.vmap(lambda k: draw(k, num_samples, dim, dtype))(keys)
+    return eps.reshape(batch, num_samples // chunk, chunk,
+                       dim).transpose(1, 0, 2, 3)
+
+
 def chunked_idem_targets(value_and_grad: BatchedValueAndGrad,
                          observations: jax.Array, x_t: jax.Array,
                          h: jax.Array, key: PRNGKey, num_samples: int,
-                         chunk_size: int = 32) -> jax.Array:
+                         chunk_size: int = 32,
+                         noise: str = "gaussian") -> jax.Array:
     """`[B, d]` iDEM score estimates, K samples streamed in chunks.
 
     Equals `vmap(idem_score)` over the batch when `key` is split into `B`
-    per-example keys the same way (`dqs_jax.losses.idem_targets`).
+    per-example keys the same way (`dqs_jax.losses.idem_targets`); with
+    `noise="antithetic"` or `"qmc"` (`mc_noise`), `vmap(antithetic_score)`
+    or `vmap(qmc_score)`.
 
     Args:
       value_and_grad: batched log-density and gradient (see module doc).
@@ -49,6 +65,7 @@ def chunked_idem_targets(value_and_grad: BatchedValueAndGrad,
       num_samples: K.
       chunk_size: samples per chunk; the largest divisor of K not above it is
         used.
+      noise: the draws, a name in `mc_noise.NOISES`.
 
     Returns:
       `[B, d]`, without gradient.
@@ -56,11 +73,8 @@ def chunked_idem_targets(value_and_grad: BatchedValueAndGrad,
     chex.assert_rank([observations, x_t, h], [2, 2, 1])
     batch, dim = x_t.shape
     chunk = largest_divisor_at_most(num_samples, chunk_size)
-    num_chunks = num_samples // chunk
-    keys = jax.random.split(key, batch)
-    eps = jax.vmap(lambda k: jax.random.normal(k, (num_samples, dim),
-                                               x_t.dtype))(keys)  # [B, K, d]
-    eps = eps.reshape(batch, num_chunks, chunk, dim).transpose(1, 0, 2, 3)
+    eps = _chunked_noise(key, batch, num_samples, dim, chunk, noise,
+                         x_t.dtype)
     scale = jnp.sqrt(h).astype(x_t.dtype)[:, None, None]
 
     def body(carry, eps_chunk):
@@ -79,6 +93,39 @@ def chunked_idem_targets(value_and_grad: BatchedValueAndGrad,
             jnp.zeros((batch,), x_t.dtype), jnp.zeros((batch, dim), x_t.dtype))
     (_, total, weighted), _ = jax.lax.scan(body, init, eps)
     return jax.lax.stop_gradient(weighted / total[:, None])
+
+
+def chunked_control_variate_targets(value_and_grad: BatchedValueAndGrad,
+                                    observations: jax.Array, x_t: jax.Array,
+                                    h: jax.Array, key: PRNGKey,
+                                    num_samples: int, chunk_size: int = 32
+                                    ) -> jax.Array:
+    """`[B, d]` control-variate score estimates: `vmap(control_variate_score)`
+    for a batch (same key splitting as `chunked_idem_targets`).
+
+    The critic runs on chunks of `chunk_size` draws, as in
+    `chunked_idem_targets`; the `[B, K]` values and `[B, K, d]` gradients
+    are kept (small next to a chunk's activations) so that the fitted
+    coefficient uses centred two-pass sums. Arguments as
+    `chunked_idem_targets`.
+    """
+    chex.assert_rank([observations, x_t, h], [2, 2, 1])
+    batch, dim = x_t.shape
+    chunk = largest_divisor_at_most(num_samples, chunk_size)
+    eps = _chunked_noise(key, batch, num_samples, dim, chunk, "antithetic",
+                         x_t.dtype)
+    scale = jnp.sqrt(h).astype(x_t.dtype)[:, None, None]
+
+    def body(_, eps_chunk):
+        return None, value_and_grad(observations,
+                                    x_t[:, None, :] + scale * eps_chunk)
+
+    _, (values, grads) = jax.lax.scan(body, None, eps)  # [N, B, C(, d)]
+    values = values.transpose(1, 0, 2).reshape(batch, num_samples)
+    grads = grads.transpose(1, 0, 2, 3).reshape(batch, num_samples, dim)
+    eps = eps.transpose(1, 0, 2, 3).reshape(batch, num_samples, dim)
+    targets = jax.vmap(control_variate_combination)(values, grads, eps, h)
+    return jax.lax.stop_gradient(targets)
 
 
 def ensemble_min_q(params: Params, observations: jax.Array, points: jax.Array,

@@ -1,9 +1,20 @@
-"""The iDEM K-sample Monte Carlo score estimate (SPEC §3)."""
+"""K-sample Monte Carlo estimates of the noised score (SPEC §3), one point.
+
+`idem_score` is the paper's estimate (iDEM). The others estimate the same
+`grad log p_t(x_t)`, `p_t = exp(log_density) * N(0, h I)`, with cheaper
+variance per draw: `antithetic_score` and `qmc_score` change only the draws (`mc_noise`);
+`control_variate_score` blends the gradient (target-score, De Bortoli et
+al. 2024) and gradient-free (Tweedie) forms with a fitted Stein control
+variate (Kahouli et al. 2025; Li, Tang & Azizan 2026). All share
+`idem_score`'s signature; `losses.idem_targets` vmaps any of them and
+`batched_estimator` computes them for a batch in bounded memory.
+"""
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from dqs_jax import mc_noise
 from dqs_jax.types import LogDensityFn, PRNGKey
 
 
@@ -40,3 +51,106 @@ def idem_score(log_density: LogDensityFn, x_t: jax.Array, h_t, key: PRNGKey,
     chex.assert_shape(values, (num_samples,))
     weights = jax.nn.softmax(values)  # [K]
     return weights @ grads
+
+
+def snis_gradient_mean(values: jax.Array, grads: jax.Array) -> jax.Array:
+    """The target-score (TSI) form `sum_i w_i g_i`, `w = softmax(values)`:
+    `values [K]`, `grads [K, d]` -> `[d]`."""
+    chex.assert_rank([values, grads], [1, 2])
+    return jax.nn.softmax(values) @ grads
+
+
+def control_variate_combination(values: jax.Array, grads: jax.Array,
+                                eps: jax.Array, h_t) -> jax.Array:
+    """Stein control-variate form of the score estimate (one point).
+
+    With `w = softmax(values)`, `u_i = eps_i / sqrt(h)` (the Tweedie, DSI
+    integrand) and `s_i = g_i - u_i` (the posterior score at `y_i`, whose
+    posterior mean is 0: Stein's identity), returns per dimension
+
+      `S_CV = sum_i w_i u_i + lam * sum_i w_i s_i`,
+      `lam = clip(-C(u, s) / C(s, s), 0, 1)`,
+      `C(a, b) = sum_i w_i^2 (a_i - a_bar)(b_i - b_bar)`, `a_bar = sum w a`,
+
+    `lam` minimising the delta-method variance of the self-normalised
+    average (the per-dimension coefficient of Reverse Flow Matching's
+    control variate, Li, Tang & Azizan 2026, in DQS's VE form `lam = c / h`).
+    `lam = 0` is the gradient-free Tweedie form, `lam = 1` the iDEM form;
+    for a Gaussian posterior of variance `v`, `lam = v / h` and the
+    integrand is constant (zero variance). On a linear energy `lam = 1`
+    and the result is the exact gradient.
+
+    Args:
+      values: `[K]` log-densities at the draws `y_i = x_t + sqrt(h) eps_i`.
+      grads: `[K, d]` their gradients `g_i`.
+      eps: `[K, d]` the standard-normal draws.
+      h_t: scalar `h >= 0` (at 0, `lam = 1`: the gradient).
+
+    Returns:
+      `[d]`.
+    """
+    chex.assert_rank([values, grads, eps], [1, 2, 2])
+    chex.assert_equal_shape([grads, eps])
+    tiny = jnp.finfo(eps.dtype).tiny
+    h_t = jnp.asarray(h_t, eps.dtype)
+    w = jax.nn.softmax(values)
+    u = eps * jax.lax.rsqrt(jnp.maximum(h_t, tiny))
+    s = grads - u
+    u_bar, s_bar, g_bar = w @ u, w @ s, w @ grads
+    w2 = jnp.square(w)
+    c_us = w2 @ ((u - u_bar) * (s - s_bar))
+    c_ss = w2 @ jnp.square(s - s_bar)
+    lam = jnp.clip(-c_us / (c_ss + tiny), 0.0, 1.0)
+    lam = jnp.where(h_t > 0, lam, 1.0)  # h = 0: the draws coincide.
+    # `u_bar + lam s_bar`, written around `g_bar`: exact when `lam = 1`,
+    # with no cancellation of the large `u` at small `h`.
+    return g_bar + (1.0 - lam) * (u_bar - g_bar)
+
+
+def _draws(log_density: LogDensityFn, x_t: jax.Array, h_t, key: PRNGKey,
+           num_samples: int, noise: str):
+    chex.assert_rank(x_t, 1)
+    chex.assert_rank(h_t, 0)
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    eps = mc_noise.get_noise(noise)(key, num_samples, x_t.shape[0],
+                                    x_t.dtype)
+    points = x_t + jnp.sqrt(h_t).astype(x_t.dtype) * eps  # [K, d]
+    values, grads = jax.vmap(jax.value_and_grad(log_density))(points)
+    chex.assert_shape(values, (num_samples,))
+    return values, grads, eps
+
+
+def antithetic_score(log_density: LogDensityFn, x_t: jax.Array, h_t,
+                     key: PRNGKey, num_samples: int) -> jax.Array:
+    """`idem_score` with antithetic draws `(eps, -eps)` (`mc_noise`): same
+    limit, lower variance for smooth energies; same arguments and shapes."""
+    values, grads, _ = _draws(log_density, x_t, h_t, key, num_samples,
+                              "antithetic")
+    return snis_gradient_mean(values, grads)
+
+
+def qmc_score(log_density: LogDensityFn, x_t: jax.Array, h_t, key: PRNGKey,
+              num_samples: int) -> jax.Array:
+    """`idem_score` with randomised Sobol draws (`mc_noise.qmc`); same
+    arguments and shapes."""
+    values, grads, _ = _draws(log_density, x_t, h_t, key, num_samples, "qmc")
+    return snis_gradient_mean(values, grads)
+
+
+def control_variate_score(log_density: LogDensityFn, x_t: jax.Array, h_t,
+                          key: PRNGKey, num_samples: int) -> jax.Array:
+    """Score estimate with the fitted Stein control variate
+    (`control_variate_combination`) on antithetic draws; same arguments and
+    shapes as `idem_score`. Consistent in K: both its terms
+    are, for any `lam`."""
+    values, grads, eps = _draws(log_density, x_t, h_t, key, num_samples,
+                                "antithetic")
+    return control_variate_combination(values, grads, eps, h_t)
+
+
+# Per-example estimators by name (`DQSConfig.estimator`; "adaptive" is a
+# batch-level allocation of these, see `score_targets`).
+SCORE_ESTIMATORS = {"idem": idem_score, "antithetic": antithetic_score,
+                    "qmc": qmc_score,
+                    "control_variate": control_variate_score}

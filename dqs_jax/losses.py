@@ -11,7 +11,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from dqs_jax.estimator import idem_score
+from dqs_jax.estimator import SCORE_ESTIMATORS
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.types import PRNGKey
 
@@ -89,7 +89,8 @@ def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
 
 
 def idem_targets(q_fn: QFn, observations, noisy_actions, h, temperature,
-                 key: PRNGKey, num_samples: int) -> jax.Array:
+                 key: PRNGKey, num_samples: int,
+                 estimator: str = "idem") -> jax.Array:
     """Per-example iDEM score targets (SPEC §3), without gradient.
 
     Args:
@@ -100,13 +101,19 @@ def idem_targets(q_fn: QFn, observations, noisy_actions, h, temperature,
       temperature: `[B]`.
       key: PRNG key.
       num_samples: K, static.
+      estimator: a name in `estimator.SCORE_ESTIMATORS` (default the
+        paper's iDEM estimate).
 
     Returns:
       `[B, d]` estimates of `grad log p_t(x_t)` for `p_0 ∝ exp(Q/temperature)`.
     """
+    if estimator not in SCORE_ESTIMATORS:
+        raise ValueError(f"Unknown estimator {estimator!r}; valid: "
+                         f"{sorted(SCORE_ESTIMATORS)}.")
+    score = SCORE_ESTIMATORS[estimator]
+
     def one(obs, x, h_t, temp, k):
-        return idem_score(lambda a: q_fn(obs, a) / temp, x, h_t, k,
-                          num_samples)
+        return score(lambda a: q_fn(obs, a) / temp, x, h_t, k, num_samples)
 
     keys = jax.random.split(key, noisy_actions.shape[0])
     targets = jax.vmap(one)(observations, noisy_actions, h, temperature, keys)

@@ -14,6 +14,10 @@ the update's cost in "GFLOP-equivalents" (update time x that rate, so that
 machines and runs compare by ratio); act latency for 1 and 256 states; peak
 RSS. Machines are noisy: compare figures of one run.
 
+For DQS, each K also runs the naive reference (`experiments.naive_idem`:
+per-example `vmap(grad(logsumexp))` through the Flax critic, as the paper
+states the estimate, same networks) and prints our update's speed-up.
+
 An "update" is what the loops call once per env step: `update(state,
 batch)`, or for agents that rewrite their replay data (DIPO)
 `replay_update(state, buffer, key, B)` on a buffer of random transitions;
@@ -33,10 +37,13 @@ from typing import Dict, List
 
 from absl import app, flags
 
+from experiments.timing import dot_rate, timed as _timed
+
 _OBS_DIM = flags.DEFINE_integer("obs_dim", 17, "Observation size (cheetah).")
 _ACT_DIM = flags.DEFINE_integer("act_dim", 6, "Action size (cheetah).")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
-_K = flags.DEFINE_list("num_mc_samples", ["1000"], "K values to run.")
+_K = flags.DEFINE_list("num_mc_samples", ["32", "100", "1000"],
+                       "K values to run (DQS, and its naive reference).")
 _STEPS = flags.DEFINE_integer("num_sampling_steps", 20, "Sampler steps.")
 _HIDDEN = flags.DEFINE_integer("hidden", 256, "Width of every network.")
 _PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16"],
@@ -53,27 +60,6 @@ _JSON_OUT = flags.DEFINE_string("json_out", "runs/bench/bench_update.json",
 _CHILD = flags.DEFINE_string("child", None, "(internal) one config as JSON.")
 
 TARGET_GFLOP_EQUIV = 150.0  # issue #5: the reference costs 300.
-
-
-def _timed(fn, repeats: int) -> List[float]:
-    import jax
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def dot_rate(repeats: int = 10) -> float:
-    """GFLOP/s of a float32 2048x2048 `jnp.dot` (median of `repeats`)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    a = jnp.ones((2048, 2048), jnp.float32)
-    dot = jax.jit(lambda x: jnp.dot(x, x))
-    jax.block_until_ready(dot(a))
-    return 2 * 2048**3 / float(np.median(_timed(lambda: dot(a), repeats))) / 1e9
 
 
 def measure(cfg: Dict) -> Dict:
@@ -106,6 +92,9 @@ def measure(cfg: Dict) -> Dict:
                  if cfg["agent"] == "sac" else None)
     state = spec.init(config, o, d, jax.random.PRNGKey(0))
     update, data = _update_fn(spec, config, o, d, b)
+    if cfg.get("naive"):
+        from experiments.naive_idem import naive_update
+        update = jax.jit(naive_update, donate_argnums=0)
 
     rate_before = dot_rate()
     start = time.perf_counter()
@@ -205,6 +194,22 @@ def child_main(cfg: Dict) -> None:
     print(json.dumps(result))
 
 
+def speedups_over_naive(results: List[Dict]) -> Dict[int, float]:
+    """`{K: naive median / ours median}` for float32 DQS rows."""
+    def median(k, naive):
+        for r in results:
+            if (r["agent"] == "dqs" and r.get("num_mc_samples") == k
+                    and r.get("precision") == "float32"
+                    and not r.get("speed_mode") and bool(r.get("naive"))
+                    == naive):
+                return r["update_s_median"]
+        return None
+
+    ks = sorted({r["num_mc_samples"] for r in results if r.get("naive")})
+    return {k: median(k, True) / median(k, False) for k in ks
+            if median(k, False)}
+
+
 def _num(value, width: int, digits: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
@@ -217,7 +222,8 @@ def table(results: List[Dict]) -> str:
     rows = [head, "-" * len(head)]
     for r in results:
         rows.append(
-            f"{r['agent']:5} {r.get('num_mc_samples', '-'):>5} "
+            f"{'naive' if r.get('naive') else r['agent']:5} "
+            f"{r.get('num_mc_samples', '-'):>5} "
             f"{r.get('precision', '-'):8} {r.get('speed_mode', 0):>6g} "
             f"{_num(r['gflop'] and r['gflop']['total'], 7, 2)} "
             f"{r['compile_s']:7.1f}s "
@@ -246,6 +252,9 @@ def main(argv):
             for precision in _PRECISIONS.value:
                 configs.append(dict(base, agent="dqs", num_mc_samples=int(k),
                                     precision=precision, speed_mode=0.0))
+            configs.append(dict(base, agent="dqs", num_mc_samples=int(k),
+                                precision="float32", speed_mode=0.0,
+                                naive=True))
             if _SPEED_MODE.value > 0:
                 configs.append(dict(base, agent="dqs", num_mc_samples=int(k),
                                     precision="float32",
@@ -269,7 +278,12 @@ def main(argv):
           f"process's 2048x2048 float32 dot rate (target for DQS at the "
           f"paper config: <= {TARGET_GFLOP_EQUIV:.0f}, the authors' code "
           f"300); frac = achieved / dot rate.")
-    info = {"results": results, "device": str(jax.devices()[0]),
+    speedups = speedups_over_naive(results)
+    for k, ratio in speedups.items():
+        print(f"DQS update at K={k}: {ratio:.2f}x faster than the naive "
+              "reference (float32, same run).")
+    info = {"results": results, "speedup_over_naive": speedups,
+            "device": str(jax.devices()[0]),
             "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count()}
     os.makedirs(os.path.dirname(os.path.abspath(_JSON_OUT.value)),

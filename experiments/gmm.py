@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dqs_jax import agents, loop, metrics
+from dqs_jax import agents, loop, metrics, score_targets
 from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
 from experiments import plotting, run_io
@@ -54,6 +54,10 @@ _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
 _METHODS = flags.DEFINE_list("methods", ["dqs", "sac"], "Agents to run.")
+_ESTIMATOR = flags.DEFINE_enum(
+    "estimator", "idem", list(score_targets.ESTIMATORS),
+    "DQS's score estimate (DQSConfig.estimator); adaptive also stratifies "
+    "the diffusion times.")
 _SPREAD = flags.DEFINE_boolean(
     "spread_seeds", False, "Spread the seeds over all devices (their count "
     "must divide --num_seeds).")
@@ -106,7 +110,10 @@ def agent_config(method: str, s: dict):
         overrides.update(num_mc_samples=s["num_mc_samples"],
                          num_sampling_steps=s["num_sampling_steps"],
                          init_temperature=s["dqs_temperature"],
-                         final_temperature=s["dqs_temperature"])
+                         final_temperature=s["dqs_temperature"],
+                         estimator=_ESTIMATOR.value)
+        if _ESTIMATOR.value == "adaptive":
+            overrides["stratified_times"] = True
     if spec.on_policy:
         overrides["rollout_length"] = s["rollout_length"]
         if "num_minibatches" in fields:  # Minibatches of about 64 (CleanRL).

@@ -132,3 +132,11 @@ def test_agent_update_matches_the_reference_idem_loss():
         schedule=CONFIG.schedule, num_samples=K,
         target_fn=agent.idem_target_fn(CONFIG, STATE.critic_params))
     np.testing.assert_allclose(fast, reference, rtol=1e-4)
+
+
+def test_naive_reference_agrees_with_the_library():
+    from experiments.naive_idem import naive_target_fn
+    naive = naive_target_fn(CONFIG, STATE.critic_params)(OBS, X_T, H, TEMP,
+                                                         KEY)
+    np.testing.assert_allclose(naive, reference_targets(), rtol=2e-4,
+                               atol=2e-4)
