@@ -95,16 +95,17 @@ def control_variate_combination(values: jax.Array, grads: jax.Array,
     h_t = jnp.asarray(h_t, eps.dtype)
     w = jax.nn.softmax(values)
     u = eps * jax.lax.rsqrt(jnp.maximum(h_t, tiny))
-    s = grads - u
-    u_bar, s_bar, g_bar = w @ u, w @ s, w @ grads
+    u_bar, g_bar = w @ u, w @ grads
+    du, dg = u - u_bar, grads - g_bar
     w2 = jnp.square(w)
-    c_us = w2 @ ((u - u_bar) * (s - s_bar))
-    c_ss = w2 @ jnp.square(s - s_bar)
-    lam = jnp.clip(-c_us / (c_ss + tiny), 0.0, 1.0)
-    lam = jnp.where(h_t > 0, lam, 1.0)  # h = 0: the draws coincide.
-    # `u_bar + lam s_bar`, written around `g_bar`: exact when `lam = 1`,
-    # with no cancellation of the large `u` at small `h`.
-    return g_bar + (1.0 - lam) * (u_bar - g_bar)
+    # With s = g - u: C(s, s) = C(u,u) - 2 C(u,g) + C(g,g) and
+    # 1 - lam = (C(g, g) - C(u, g)) / C(s, s): no cancellation of the large
+    # `u` terms at small `h`, where `lam -> 1`.
+    c_ss = w2 @ jnp.square(dg - du)
+    one_minus = jnp.clip((w2 @ (dg * (dg - du))) / (c_ss + tiny), 0.0, 1.0)
+    one_minus = jnp.where(h_t > 0, one_minus, 0.0)  # h = 0: coinciding draws.
+    # `u_bar + lam s_bar`, written around `g_bar`: exact when `lam = 1`.
+    return g_bar + one_minus * (u_bar - g_bar)
 
 
 def _draws(log_density: LogDensityFn, x_t: jax.Array, h_t, key: PRNGKey,
