@@ -101,8 +101,11 @@ def control_variate_combination(values: jax.Array, grads: jax.Array,
     # With s = g - u: C(s, s) = C(u,u) - 2 C(u,g) + C(g,g) and
     # 1 - lam = (C(g, g) - C(u, g)) / C(s, s): no cancellation of the large
     # `u` terms at small `h`, where `lam -> 1`.
+    # With all weight on one draw (ESS = 1, large h) both sums vanish and
+    # the ratio is 1: the Tweedie form, the better one there.
     c_ss = w2 @ jnp.square(dg - du)
-    one_minus = jnp.clip((w2 @ (dg * (dg - du))) / (c_ss + tiny), 0.0, 1.0)
+    one_minus = jnp.clip((w2 @ (dg * (dg - du)) + tiny) / (c_ss + tiny), 0.0,
+                         1.0)
     one_minus = jnp.where(h_t > 0, one_minus, 0.0)  # h = 0: coinciding draws.
     # `u_bar + lam s_bar`, written around `g_bar`: exact when `lam = 1`.
     return g_bar + one_minus * (u_bar - g_bar)

@@ -105,6 +105,16 @@ def test_control_variate_at_zero_noise_is_the_gradient():
     np.testing.assert_allclose(est, jnp.cos(X), rtol=1e-6)
 
 
+def test_control_variate_falls_back_to_tweedie_when_one_draw_dominates():
+    """ESS = 1 (all weight on one draw, large h): the gradient-free form
+    `u_0 = eps_0 / sqrt(h)`, not the lone draw's gradient."""
+    eps = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    values = jnp.array([0.0, -1e4, -1e4, -1e4])
+    grads = 100.0 * jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    est = estimator.control_variate_combination(values, grads, eps, 4.0)
+    np.testing.assert_allclose(est, eps[0] / 2.0, atol=1e-5)
+
+
 def test_noises():
     key = jax.random.PRNGKey(3)
     np.testing.assert_array_equal(mc_noise.gaussian(key, 10, 4),
