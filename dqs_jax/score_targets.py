@@ -17,7 +17,7 @@ Estimators (`estimator.SCORE_ESTIMATORS` per example; here batched by
   nearly coincide (`S = grad E(x_t) + O(h)`), so few suffice there.
 """
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, List, Tuple
 
 import jax
 import jax.numpy as jnp
