@@ -69,8 +69,11 @@ def row_groups(config: Any, batch_size: int) -> List[Tuple[int, str, int]]:
     return [g for g in groups if g[0] > 0]
 
 
-def _group_targets(estimator: str, num_samples: int, chunk_size: int,
-                   value_and_grad, observations, x_t, h, key):
+def estimate_targets(estimator: str, num_samples: int, chunk_size: int,
+                     value_and_grad, observations, x_t, h, key):
+    """`[B, d]` targets of one (non-adaptive) estimator for a batch:
+    `estimator` in `ESTIMATORS[:4]` or `"gradient"` (K = 0, the gradient at
+    `x_t`); `value_and_grad` a `batched_estimator.BatchedValueAndGrad`."""
     if estimator == "gradient":
         return value_and_grad(observations, x_t[:, None])[1][:, 0]
     if estimator == "control_variate":
@@ -101,7 +104,7 @@ def idem_target_fn(config: Any, critic_params: Params) -> losses.TargetFn:
             group_key = None if estimator == "gradient" else next(keys)
             value_and_grad = batched_estimator.scaled_value_and_grad(
                 q, temperature[rows_])
-            targets.append(_group_targets(
+            targets.append(estimate_targets(
                 estimator, num_samples, config.mc_chunk_size, value_and_grad,
                 observations[rows_], x_t[rows_], h[rows_], group_key))
         return jnp.concatenate(targets) if len(targets) > 1 else targets[0]

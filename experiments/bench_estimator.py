@@ -86,12 +86,8 @@ def batched_estimate(name: str, value_and_grad, obs, x_t, h, t, key,
                      num_samples: int, config) -> jax.Array:
     """`[N, d]` targets of estimator `name` (adaptive: by each row's t)."""
     def run(estimator, k, key_):
-        if estimator == "control_variate":
-            return batched_estimator.chunked_control_variate_targets(
-                value_and_grad, obs, x_t, h, key_, k, MC_CHUNK)
-        noise = {"idem": "gaussian"}.get(estimator, estimator)
-        return batched_estimator.chunked_idem_targets(
-            value_and_grad, obs, x_t, h, key_, k, MC_CHUNK, noise)
+        return score_targets.estimate_targets(
+            estimator, k, MC_CHUNK, value_and_grad, obs, x_t, h, key_)
 
     if name != "adaptive":
         return run(name, num_samples, key)
@@ -254,12 +250,9 @@ def critic_errors(key, params, config, temperature, obs_pool, act_pool
 
     def reference(kind):
         def fn(o, x, hh, k):
-            vg = group_vg(o.shape[0])
-            if kind == "control_variate":
-                return batched_estimator.chunked_control_variate_targets(
-                    vg, o, x, hh, k, _REFERENCE_K.value, 1000)
-            return batched_estimator.chunked_idem_targets(
-                vg, o, x, hh, k, _REFERENCE_K.value, 1000)
+            return score_targets.estimate_targets(
+                kind, _REFERENCE_K.value, 1000, group_vg(o.shape[0]), o, x,
+                hh, k)
         return in_groups(jax.jit(fn), (obs, x_t, h), ref_key, group)
 
     print(f"Critic reference: K={_REFERENCE_K.value} on {n} rows ...",
