@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import losses
-from dqs_jax.networks import CriticEnsemble, ScoreNetwork
+from dqs_jax.networks import (CriticEnsemble, ScoreNetwork,
+                              conditioned_score_fn)
 from dqs_jax.optim import apply_gradients
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
@@ -62,7 +63,9 @@ class DQSConfig:
     # relies on the critic's extrapolation outside the action box.
     energy_action: str = "raw"
     # Speed and precision of the iDEM estimate in `update` (same maths):
-    mc_chunk_size: int = 32  # K samples evaluated per chunk (memory bound)
+    # K samples evaluated per chunk (memory bound); 0: automatic, about
+    # 2^19 activations per layer (`score_targets.chunk_size`).
+    mc_chunk_size: int = 0
     stratified_times: bool = False  # t_i ~ U[i/B, (i+1)/B) over the batch
     # Optional speed mode, off at 0: with stratified times, batch elements
     # whose noise scale sqrt(h(t)) is surely below this use the gradient at
@@ -101,8 +104,8 @@ class DQSConfig:
                              f"{self.discount}.")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"DQSConfig.tau must be in (0, 1], got {self.tau}.")
-        if self.mc_chunk_size < 1:
-            raise ValueError(f"DQSConfig.mc_chunk_size must be >= 1, got "
+        if self.mc_chunk_size < 0:
+            raise ValueError(f"DQSConfig.mc_chunk_size must be >= 0, got "
                              f"{self.mc_chunk_size}.")
         if self.small_noise_threshold < 0 or (
                 self.small_noise_threshold > 0 and not self.stratified_times):
@@ -268,9 +271,8 @@ def sample_actions(config: DQSConfig, score_params: Params,
         x_init = (jnp.sqrt(config.schedule.h(1.0))
                   * jax.random.normal(init_key, shape, jnp.float32))
 
-    def score_fn(x, t):
-        return net.apply(score_params, x, t, observations, temperature)
-
+    score_fn = conditioned_score_fn(net, score_params, observations,
+                                    temperature)
     x_0 = sample_reverse_sde(score_fn, x_init, config.schedule,
                              config.num_sampling_steps, sde_key, noise_scale)
     return config.max_action * jnp.tanh(x_0)

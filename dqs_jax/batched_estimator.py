@@ -5,7 +5,9 @@ K noisy copies are processed in chunks by a `lax.scan` with an online
 (streaming) softmax, so no `[B, K, ...]` activation is ever materialised: the
 working set of a chunk stays in cache and peak memory does not grow with K.
 `ensemble_min_q` evaluates the critic ensemble with its first layer split
-into a state part (computed once per example) and an action part.
+into a state part (computed once per example) and an action part;
+`ensemble_min_q_and_grad` adds its gradient in the actions, by a
+hand-written backward pass.
 """
 
 from typing import Callable, Optional, Tuple
@@ -166,6 +168,75 @@ def ensemble_min_q(params: Params, observations: jax.Array, points: jax.Array,
                    preferred_element_type=f32)[..., 0]
     q = q + last["bias"][:, None, None, 0]  # [E, B, M]
     return jnp.min(q, axis=0)
+
+
+def _ensemble_layers(params: Params):
+    """The stacked `[E, ...]` Dense layers of a `networks.CriticEnsemble`,
+    in order."""
+    layers = params["params"]["ensemble"]["MLP_0"]
+    names = sorted(layers, key=lambda n: int(n.split("_")[-1]))
+    return [layers[n] for n in names]
+
+
+def _value_and_slope(activation, z):
+    """`(activation(z), activation'(z))` elementwise."""
+    return jax.jvp(activation, (z,), (jnp.ones_like(z),))
+
+
+def ensemble_min_q_and_grad(
+        params: Params, observations: jax.Array, points: jax.Array,
+        activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+        dtype: Optional[jnp.dtype] = None) -> Tuple[jax.Array, jax.Array]:
+    """`min_E Q_e(s_b, a_bm)` and its gradient in `a_bm`: `observations
+    [B, o]`, `points [B, M, d]` -> `([B, M], [B, M, d])`, float32.
+
+    Equals `ensemble_min_q` and its `jax.vjp` (the gradient of the minimum
+    is the minimising member's; the first wins ties), computed member by
+    member as plain 2-D matmuls with the backward pass written out:
+    `g_L = act'(z_L) w_out`, `g_l = (g_{l+1} W_{l+1}^T) act'(z_l)`,
+    `grad = g_1 W_a^T`. That avoids the transposes and elementwise passes
+    of the autodiff form (measured 1.5-1.9x faster on CPU).
+    `dtype=jnp.bfloat16` runs the matmuls in bfloat16 with float32
+    accumulation.
+    """
+    chex.assert_rank([observations, points], [2, 3])
+    batch, num, dim = points.shape
+    obs_dim = observations.shape[-1]
+    layers = _ensemble_layers(params)
+    f32 = jnp.float32
+    cast = (lambda x: x) if dtype is None else (lambda x: x.astype(dtype))
+
+    def mm(x, w):
+        return jnp.matmul(cast(x), cast(w), preferred_element_type=f32)
+
+    best_q = best_g = None
+    for e in range(layers[0]["kernel"].shape[0]):
+        kernels = [layer["kernel"][e] for layer in layers]
+        biases = [layer["bias"][e] for layer in layers]
+        w_s, w_a = kernels[0][:obs_dim], kernels[0][obs_dim:]
+        with jax.named_scope(f"critic{e}_forward"):
+            state_part = mm(observations, w_s) + biases[0]  # [B, H]
+            z = (state_part[:, None, :] + mm(points, w_a)).reshape(
+                batch * num, -1)
+            x, slope = _value_and_slope(activation, z)
+            slopes = [slope]
+            for kernel, bias in zip(kernels[1:-1], biases[1:-1]):
+                x, slope = _value_and_slope(activation, mm(x, kernel) + bias)
+                slopes.append(slope)
+            q = mm(x, kernels[-1])[:, 0] + biases[-1][0]  # [N]
+        with jax.named_scope(f"critic{e}_backward"):
+            g = slopes[-1] * kernels[-1][:, 0]
+            for kernel, slope in zip(reversed(kernels[1:-1]),
+                                     reversed(slopes[:-1])):
+                g = mm(g, kernel.T) * slope
+            g = mm(g, w_a.T)  # [N, d]
+        if best_q is None:
+            best_q, best_g = q, g
+        else:
+            lower = q < best_q
+            best_q = jnp.where(lower, q, best_q)
+            best_g = jnp.where(lower[:, None], g, best_g)
+    return best_q.reshape(batch, num), best_g.reshape(batch, num, dim)
 
 
 def scaled_value_and_grad(q_fn: Callable[[jax.Array, jax.Array], jax.Array],

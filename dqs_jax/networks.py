@@ -5,6 +5,7 @@ value networks."""
 import math
 from typing import Callable, Optional, Sequence
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -50,13 +51,13 @@ class ScoreNetwork(nn.Module):
     hidden_dims: Sequence[int] = (256, 256)
     embed_dim: int = 128
     activation: str = "gelu"
+    input_activation: Optional[str] = None
 
     @nn.compact
     def __call__(self, x, t, obs, temperature):
         if len(set(self.hidden_dims)) != 1:
             raise ValueError("ScoreNetwork's residual blocks need equal widths, "
                              f"got hidden_dims={tuple(self.hidden_dims)}.")
-        act = get_activation(self.activation)
         batch_shape = x.shape[:-1]
         t_emb = jnp.broadcast_to(sinusoidal_embedding(t, self.embed_dim),
                                  batch_shape + (self.embed_dim,))
@@ -66,9 +67,49 @@ class ScoreNetwork(nn.Module):
         obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
         h = jnp.concatenate([obs, x, t_emb, temp_emb], axis=-1)
         h = nn.Dense(self.hidden_dims[0], name="input")(h)
+        if self.input_activation is not None:
+            h = get_activation(self.input_activation)(h)
         for i, width in enumerate(self.hidden_dims):
-            h = h + act(nn.Dense(width, name=f"block_{i}")(h))
+            h = h + get_activation(self.activation)(
+                nn.Dense(width, name=f"block_{i}")(h))
         return nn.Dense(x.shape[-1], name="output")(h)
+
+
+def conditioned_score_fn(net: ScoreNetwork, params, obs: jax.Array,
+                         temperature) -> Callable[[jax.Array, jax.Array],
+                                                  jax.Array]:
+    """`score_fn(x [N, d], t scalar) -> [N, d]` equal (to float rounding)
+    to `net.apply(params, x, t, obs, temperature)` for fixed `obs [N, o]`
+    and `temperature` (scalar or `[N]`), for a sampler's loop.
+
+    The input layer `W [o + d + 2e, H]` is applied as `obs W_o + emb(temp)
+    W_temp + b` (once, here) `+ x W_x + emb(t) W_t` (per call), so a
+    sampling step costs `d + e` instead of `o + d + 2e` input rows.
+    """
+    chex.assert_rank(obs, 2)
+    p = params["params"]
+    kernel, e = p["input"]["kernel"], net.embed_dim
+    o, d = obs.shape[-1], p["output"]["bias"].shape[-1]
+    w_obs, w_x, w_t, w_temp = jnp.split(kernel, [o, o + d, o + d + e],
+                                        axis=0)
+    temp_emb = sinusoidal_embedding(temperature, e)
+    cond = obs @ w_obs + temp_emb @ w_temp + p["input"]["bias"]  # [N, H]
+    act = get_activation(net.activation)
+    act_in = (None if net.input_activation is None
+              else get_activation(net.input_activation))
+
+    @jax.named_scope("ScoreNetwork")
+    def score_fn(x, t):
+        h = cond + x @ w_x + sinusoidal_embedding(t, e) @ w_t
+        if act_in is not None:
+            h = act_in(h)
+        for i in range(len(net.hidden_dims)):
+            block = p[f"block_{i}"]
+            with jax.named_scope(f"block_{i}"):
+                h = h + act(h @ block["kernel"] + block["bias"])
+        return h @ p["output"]["kernel"] + p["output"]["bias"]
+
+    return score_fn
 
 
 class MLP(nn.Module):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dqs_jax import agent, batched_estimator, losses
+from dqs_jax import agent, batched_estimator, losses, networks
 
 B, O, D, K = 16, 5, 3, 60
 CONFIG = agent.DQSConfig(hidden_dims=(32, 32), critic_hidden_dims=(32, 32),
@@ -46,6 +46,34 @@ def test_ensemble_min_q_matches_the_flax_critic():
                              jnp.broadcast_to(OBS[:, None], (B, 7, O)),
                              points), axis=-1)
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation,members,dtype,tol", [
+    ("relu", 2, None, 1e-5), ("gelu", 3, None, 1e-5),
+    ("relu", 2, jnp.bfloat16, 1e-2)])
+def test_ensemble_min_q_and_grad_matches_autodiff(activation, members, dtype,
+                                                  tol):
+    """The hand-written backward pass equals `jax.vjp` of the minimum over
+    the Flax ensemble (any activation and ensemble size)."""
+    net = networks.CriticEnsemble((16, 16), members, activation)
+    params = net.init(jax.random.PRNGKey(3), OBS, X_T)
+    points = jnp.asarray(RNG.normal(size=(B, 5, D)), jnp.float32)
+
+    def min_q(p):
+        if dtype is not None:  # the same matmul precision
+            return batched_estimator.ensemble_min_q(
+                params, OBS, p, networks.get_activation(activation), dtype)
+        return jnp.min(net.apply(params, jnp.broadcast_to(
+            OBS[:, None], (B, 5, O)), p), axis=-1)
+
+    q_ref, vjp = jax.vjp(min_q, points)
+    (g_ref,) = vjp(jnp.ones_like(q_ref))
+    q, g = batched_estimator.ensemble_min_q_and_grad(
+        params, OBS, points, networks.get_activation(activation), dtype)
+    assert q.shape == (B, 5) and g.shape == (B, 5, D)
+    relative = lambda a, b: float(  # noqa: E731
+        jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+    assert relative(q, q_ref) < tol and relative(g, g_ref) < tol
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 20, 60])

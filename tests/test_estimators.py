@@ -170,9 +170,9 @@ def test_batched_estimates_equal_the_vmapped_ones(name):
 def test_idem_default_path_is_unchanged():
     """The default target is the streaming iDEM estimate on
     `jax.random.normal` draws, bit for bit, whatever else was added."""
-    q = agent.energy_q(CONFIG, STATE.critic_params)
     direct = batched_estimator.chunked_idem_targets(
-        batched_estimator.scaled_value_and_grad(q, TEMP), OBS, X_T, H, KEY, K,
+        score_targets.energy_value_and_grad(CONFIG, STATE.critic_params,
+                                            TEMP), OBS, X_T, H, KEY, K,
         CONFIG.mc_chunk_size)
     via_config = agent.idem_target_fn(CONFIG, STATE.critic_params)(
         OBS, X_T, H, TEMP, KEY)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dqs_jax.networks import (CriticEnsemble, ScoreNetwork, get_activation,
+from dqs_jax.networks import (CriticEnsemble, ScoreNetwork,
+                              conditioned_score_fn, get_activation,
                               sinusoidal_embedding)
 
 
@@ -75,6 +76,29 @@ def test_score_network_residual_blocks():
     manual = h @ p["output"]["kernel"] + p["output"]["bias"]
     np.testing.assert_allclose(net.apply(params, x, 0.3, obs, 1.0), manual,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("input_activation", [None, "gelu"])
+@pytest.mark.parametrize("temperature", [0.3, np.array([0.1, 0.5, 2.0])])
+def test_conditioned_score_fn_equals_apply(input_activation, temperature):
+    """The sampler's split input layer computes the same network, with or
+    without an activation after the input projection."""
+    net = ScoreNetwork((16, 16), embed_dim=8,
+                       input_activation=input_activation)
+    rng = np.random.default_rng(0)
+    x, obs = (jnp.asarray(rng.normal(size=s), jnp.float32)
+              for s in [(3, 2), (3, 5)])
+    params = net.init(jax.random.PRNGKey(2), x, 0.5, obs, 1.0)
+    score_fn = conditioned_score_fn(net, params, obs, temperature)
+    for t in (1.0, 0.37):
+        np.testing.assert_allclose(
+            score_fn(x, t), net.apply(params, x, t, obs, temperature),
+            rtol=1e-5, atol=1e-6)
+    # The input activation changes the function.
+    other = ScoreNetwork((16, 16), embed_dim=8, input_activation=(
+        "gelu" if input_activation is None else None))
+    assert not np.allclose(other.apply(params, x, 0.5, obs, 1.0),
+                           net.apply(params, x, 0.5, obs, 1.0))
 
 
 def test_bad_settings_raise():
