@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import losses
-from dqs_jax.networks import (CriticEnsemble, ScoreNetwork,
-                              conditioned_score_fn)
+from dqs_jax.hashing import observation_keys
+from dqs_jax.networks import (KERNEL_INITS, CriticEnsemble, ScoreNetwork,
+                              conditioned_score_fn, get_activation)
 from dqs_jax.optim import apply_gradients
 from dqs_jax.sampler import sample_reverse_sde
 from dqs_jax.schedule import GeometricSchedule
@@ -29,6 +30,7 @@ from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 
 ENERGY_ACTIONS = ("raw", "clip")
+EVAL_STARTS = ("zero", "hashed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,16 @@ class DQSConfig:
     max_action: float = 1.0
     score_activation: str = "gelu"
     critic_activation: str = "relu"
+    # Network details of the authors' code (issue 14): every Dense kernel
+    # of both networks orthogonal with gain sqrt(2) ("lecun_normal": Flax's
+    # default), and an activation after the score net's input projection
+    # ("none": straight into the residual blocks).
+    kernel_init: str = "orthogonal"
+    score_input_activation: str = "gelu"
+    # Start of the deterministic (evaluation) sampler: "zero" (x_1 = 0) or
+    # "hashed" (x_1 ~ N(0, h(1) I) drawn from a hash of the observation,
+    # deterministic per state, as in the authors' code).
+    eval_start: str = "zero"
     # Where the iDEM estimate evaluates Q at a noisy point y: "raw" uses
     # Q(s, y) (SPEC §3); "clip" uses Q(s, clip(y, -max_action, max_action)),
     # the action the environment would execute, so the estimate never
@@ -134,6 +146,14 @@ class DQSConfig:
                 "<= 1 and adaptive_*_samples >= 1, got "
                 f"{self.adaptive_low_time}, {self.adaptive_mid_time}, "
                 f"{self.adaptive_low_samples}, {self.adaptive_mid_samples}.")
+        if self.kernel_init not in KERNEL_INITS:
+            raise ValueError(f"DQSConfig.kernel_init must be one of "
+                             f"{KERNEL_INITS}, got {self.kernel_init!r}.")
+        if self.score_input_activation != "none":
+            get_activation(self.score_input_activation)
+        if self.eval_start not in EVAL_STARTS:
+            raise ValueError(f"DQSConfig.eval_start must be one of "
+                             f"{EVAL_STARTS}, got {self.eval_start!r}.")
         if self.energy_action not in ENERGY_ACTIONS:
             raise ValueError(f"DQSConfig.energy_action must be one of "
                              f"{ENERGY_ACTIONS}, got {self.energy_action!r}.")
@@ -191,14 +211,17 @@ class TrainState:
 
 def score_network(config: DQSConfig) -> ScoreNetwork:
     """The score network module `config` describes."""
+    input_activation = (None if config.score_input_activation == "none"
+                        else config.score_input_activation)
     return ScoreNetwork(config.hidden_dims, config.embed_dim,
-                        config.score_activation)
+                        config.score_activation, input_activation,
+                        config.kernel_init)
 
 
 def critic_network(config: DQSConfig) -> CriticEnsemble:
     """The critic ensemble module `config` describes."""
     return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
-                          config.critic_activation)
+                          config.critic_activation, config.kernel_init)
 
 
 def _optimisers(config: DQSConfig):
@@ -255,27 +278,38 @@ def sample_actions(config: DQSConfig, score_params: Params,
       temperature: scalar temperature the score network is conditioned on.
       key: PRNG key.
       noise_scale: 1.0 samples the policy; 0.0 is the deterministic sampler,
-        started from `x_1 = 0`, so that its result does not depend on `key`.
+        started from `x_1 = 0` or a draw hashed from the observation
+        (`config.eval_start`), so that its result does not depend on `key`.
 
     Returns:
       `[N, d]` actions in `[-max_action, max_action]`.
     """
     chex.assert_rank(observations, 2)
     net = score_network(config)
-    act_dim = _act_dim(score_params)
     init_key, sde_key = jax.random.split(key)
-    shape = (observations.shape[0], act_dim)
-    if noise_scale == 0.0:
-        x_init = jnp.zeros(shape, jnp.float32)
-    else:
-        x_init = (jnp.sqrt(config.schedule.h(1.0))
-                  * jax.random.normal(init_key, shape, jnp.float32))
-
+    x_init = sampler_start(config, observations, _act_dim(score_params),
+                           init_key, deterministic=noise_scale == 0.0)
     score_fn = conditioned_score_fn(net, score_params, observations,
                                     temperature)
     x_0 = sample_reverse_sde(score_fn, x_init, config.schedule,
                              config.num_sampling_steps, sde_key, noise_scale)
     return config.max_action * jnp.tanh(x_0)
+
+
+def sampler_start(config: DQSConfig, observations: jax.Array, act_dim: int,
+                  key: PRNGKey, deterministic: bool) -> jax.Array:
+    """`[N, d]` starting points `x_1` of the sampler for `observations
+    [N, o]`: `N(0, h(1) I)` draws from `key`; if `deterministic`, zeros
+    (`config.eval_start == "zero"`) or one such draw per row seeded by a hash
+    of the row (`"hashed"`: a fixed function of the observation)."""
+    shape = (observations.shape[0], act_dim)
+    scale = jnp.sqrt(config.schedule.h(1.0))
+    if not deterministic:
+        return scale * jax.random.normal(key, shape, jnp.float32)
+    if config.eval_start == "zero":
+        return jnp.zeros(shape, jnp.float32)
+    return scale * jax.vmap(lambda k: jax.random.normal(
+        k, (act_dim,), jnp.float32))(observation_keys(observations))
 
 
 def _act_dim(score_params: Params) -> int:
@@ -379,8 +413,8 @@ def act(state: TrainState, observations: jax.Array, key: PRNGKey,
       state: training state.
       observations: `[N, o]`.
       key: PRNG key (unused when `deterministic`).
-      deterministic: if True, the noise-free sampler (`c = 0`, `x_1 = 0`);
-        a Python bool (static under `jax.jit`).
+      deterministic: if True, the noise-free sampler (`c = 0`, `x_1` from
+        `config.eval_start`); a Python bool (static under `jax.jit`).
 
     Returns:
       `[N, d]` actions in `[-max_action, max_action]`.

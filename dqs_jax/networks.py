@@ -3,7 +3,7 @@ noise-prediction network of the DDPM baselines and PPO's Gaussian policy and
 value networks."""
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import chex
 import flax.linen as nn
@@ -20,6 +20,23 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
         raise ValueError(f"Unknown activation {name!r}; choose one of "
                          f"{sorted(ACTIVATIONS)}.")
     return ACTIVATIONS[name]
+
+
+# Kernel initialisers by name (biases always start at 0): Flax's default
+# LeCun normal, or orthogonal with gain sqrt(2) (the DQS authors' code, for
+# every Dense layer, outputs included).
+KERNEL_INITS = ("lecun_normal", "orthogonal")
+
+
+def get_kernel_init(name: str) -> Dict[str, nn.initializers.Initializer]:
+    """`nn.Dense` keyword arguments for the kernel initialiser `name` (one of
+    `KERNEL_INITS`): `{}` for Flax's default."""
+    if name not in KERNEL_INITS:
+        raise ValueError(f"Unknown kernel_init {name!r}; choose one of "
+                         f"{KERNEL_INITS}.")
+    if name == "orthogonal":
+        return {"kernel_init": nn.initializers.orthogonal(math.sqrt(2.0))}
+    return {}
 
 
 def sinusoidal_embedding(x: jax.Array, dim: int) -> jax.Array:
@@ -40,9 +57,11 @@ class ScoreNetwork(nn.Module):
     """`s_theta(x, t, obs, temperature)`: the policy's conditional score.
 
     Inputs are concatenated (state, noisy action, sinusoidal embeddings of `t`
-    and of the temperature), projected to `hidden_dims[0]`, then passed
-    through residual blocks `h + act(Dense(h))` (one per entry of
-    `hidden_dims`, all of the same width), then a linear output of size `d`.
+    and of the temperature), projected to `hidden_dims[0]` (followed by
+    `input_activation` unless None), then passed through residual blocks
+    `h + act(Dense(h))` (one per entry of `hidden_dims`, all of the same
+    width), then a linear output of size `d`. Every kernel starts from
+    `kernel_init` (a name in `KERNEL_INITS`).
 
     Call shapes: `x [..., d]`, `t [...]` or scalar, `obs [..., o]`,
     `temperature [...]` or scalar; returns `[..., d]`.
@@ -52,6 +71,7 @@ class ScoreNetwork(nn.Module):
     embed_dim: int = 128
     activation: str = "gelu"
     input_activation: Optional[str] = None
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x, t, obs, temperature):
@@ -66,13 +86,14 @@ class ScoreNetwork(nn.Module):
             batch_shape + (self.embed_dim,))
         obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
         h = jnp.concatenate([obs, x, t_emb, temp_emb], axis=-1)
-        h = nn.Dense(self.hidden_dims[0], name="input")(h)
+        init = get_kernel_init(self.kernel_init)
+        h = nn.Dense(self.hidden_dims[0], name="input", **init)(h)
         if self.input_activation is not None:
             h = get_activation(self.input_activation)(h)
         for i, width in enumerate(self.hidden_dims):
             h = h + get_activation(self.activation)(
-                nn.Dense(width, name=f"block_{i}")(h))
-        return nn.Dense(x.shape[-1], name="output")(h)
+                nn.Dense(width, name=f"block_{i}", **init)(h))
+        return nn.Dense(x.shape[-1], name="output", **init)(h)
 
 
 def conditioned_score_fn(net: ScoreNetwork, params, obs: jax.Array,
@@ -181,15 +202,19 @@ class ValueNetwork(nn.Module):
 
 
 class Critic(nn.Module):
-    """`Q(s, a)`: MLP on `[s, a]`; `obs [..., o]`, `act [..., d]` -> `[...]`."""
+    """`Q(s, a)`: MLP on `[s, a]`; `obs [..., o]`, `act [..., d]` -> `[...]`.
+    `kernel_init` (a name in `KERNEL_INITS`) for every layer."""
 
     hidden_dims: Sequence[int] = (256, 256)
     activation: str = "relu"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, obs, actions):
         inputs = jnp.concatenate([obs, actions], axis=-1)
-        return MLP(self.hidden_dims, 1, self.activation)(inputs)[..., 0]
+        init = get_kernel_init(self.kernel_init).get("kernel_init")
+        return MLP(self.hidden_dims, 1, self.activation, kernel_init=init,
+                   output_kernel_init=init)(inputs)[..., 0]
 
 
 class CriticEnsemble(nn.Module):
@@ -201,6 +226,7 @@ class CriticEnsemble(nn.Module):
     hidden_dims: Sequence[int] = (256, 256)
     num_critics: int = 2
     activation: str = "relu"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, obs, actions):
@@ -212,7 +238,7 @@ class CriticEnsemble(nn.Module):
             out_axes=-1,
             axis_size=self.num_critics,
         )
-        return ensemble(self.hidden_dims, self.activation,
+        return ensemble(self.hidden_dims, self.activation, self.kernel_init,
                         name="ensemble")(obs, actions)
 
 

@@ -120,6 +120,76 @@ def test_act_bounds_and_determinism(state):
     np.testing.assert_array_equal(d1, d2)
 
 
+@pytest.mark.parametrize("eval_start", ["zero", "hashed"])
+def test_deterministic_actions_are_key_independent(eval_start):
+    config = dataclasses.replace(SMALL, eval_start=eval_start)
+    s = agent.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(1))
+    obs = jnp.asarray(np.random.default_rng(5).normal(size=(8, OBS_DIM)),
+                      jnp.float32)
+    act = jax.jit(agent.act, static_argnames="deterministic")
+    d1 = act(s, obs, jax.random.PRNGKey(3), deterministic=True)
+    d2 = act(s, obs, jax.random.PRNGKey(4), deterministic=True)
+    np.testing.assert_array_equal(d1, d2)
+    # A row's action does not depend on the rest of the batch.
+    np.testing.assert_allclose(act(s, obs[2:3], jax.random.PRNGKey(9),
+                                   deterministic=True), d1[2:3],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_hashed_eval_start():
+    config = dataclasses.replace(SMALL, eval_start="hashed")
+    obs = jnp.asarray(np.random.default_rng(6).normal(size=(400, OBS_DIM)),
+                      jnp.float32)
+    start = agent.sampler_start(config, obs, ACT_DIM, jax.random.PRNGKey(0),
+                                deterministic=True)
+    # Deterministic per observation: another key, a permuted batch, a
+    # duplicated row all give the same start for the same observation.
+    again = agent.sampler_start(config, obs[::-1], ACT_DIM,
+                                jax.random.PRNGKey(1), deterministic=True)
+    np.testing.assert_array_equal(start, again[::-1])
+    twice = agent.sampler_start(config, jnp.concatenate([obs[:1], obs[:1]]),
+                                ACT_DIM, jax.random.PRNGKey(2), True)
+    np.testing.assert_array_equal(twice, jnp.concatenate([start[:1]] * 2))
+    # Different across observations, and distributed as N(0, h(1) I).
+    assert len(np.unique(np.asarray(start[:, 0]))) == 400
+    np.testing.assert_allclose(np.std(start), np.sqrt(config.schedule.h(1.0)),
+                               rtol=0.1)
+    assert abs(float(np.mean(start))) < 0.1
+    # "zero" starts at 0; stochastic starts depend on the key.
+    zero = agent.sampler_start(SMALL, obs, ACT_DIM, jax.random.PRNGKey(0),
+                               True)
+    np.testing.assert_array_equal(zero, np.zeros((400, ACT_DIM)))
+    a, b = (agent.sampler_start(config, obs, ACT_DIM, jax.random.PRNGKey(k),
+                                False) for k in (0, 1))
+    assert not np.allclose(a, b)
+
+
+def test_orthogonal_init_of_every_layer():
+    """Default init (the authors'): every Dense kernel of both networks,
+    outputs included, has all singular values equal to sqrt(2); biases 0."""
+    assert agent.DQSConfig().kernel_init == "orthogonal"
+    s = agent.init(SMALL, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    critic = s.critic_params["params"]["ensemble"]["MLP_0"]
+    kernels = [critic[n]["kernel"][e] for n in critic
+               for e in range(SMALL.num_critics)]
+    biases = [critic[n]["bias"] for n in critic]
+    score = s.score_params["params"]
+    kernels += [score[n]["kernel"] for n in score]
+    biases += [score[n]["bias"] for n in score]
+    assert len(kernels) == 3 * 2 + 4
+    for kernel in kernels:
+        singular = np.linalg.svd(np.asarray(kernel), compute_uv=False)
+        np.testing.assert_allclose(singular, np.sqrt(2.0), rtol=1e-4)
+    assert all(float(jnp.max(jnp.abs(b))) == 0.0 for b in biases)
+    # The two critics differ; the old init stays reachable.
+    assert not np.allclose(kernels[0], kernels[1])
+    old = agent.init(dataclasses.replace(SMALL, kernel_init="lecun_normal"),
+                     OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    singular = np.linalg.svd(np.asarray(
+        old.score_params["params"]["block_0"]["kernel"]), compute_uv=False)
+    assert np.ptp(singular) > 0.5
+
+
 def test_temperature_schedule():
     config = dataclasses.replace(SMALL, init_temperature=10.0,
                                  final_temperature=1.0,
@@ -159,6 +229,9 @@ def test_shape_errors_are_clear(state):
     ("hidden_dims", (64, 32), "equal"),
     ("discount", 1.5, "discount"),
     ("sigma_min", 2.0, "sigma_min < sigma_max"),
+    ("kernel_init", "xavier", "kernel_init"),
+    ("score_input_activation", "sigmoidal", "activation"),
+    ("eval_start", "random", "eval_start"),
 ])
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):
