@@ -37,15 +37,9 @@ _TABLE_ONLY = flags.DEFINE_boolean("table_only", False,
                                    "Only (re)write the table.")
 
 
-def run_dir(agent: str, env: str, seed: str) -> str:
-    return os.path.join(_WORKDIR.value, agent, env.replace(":", "_"),
-                        f"seed_{seed}")
-
-
 def final_eval(workdir: str):
     """`(step, return, wall_time)` of the last eval row, or None."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    rows = [r for r in run_io.MetricsLog(path).rows() if r["kind"] == "eval"]
+    rows = run_io.eval_rows(workdir)
     if not rows:
         return None
     return rows[-1]["step"], rows[-1]["eval_return_mean"], rows[-1]["wall_time"]
@@ -93,7 +87,8 @@ def main(argv):
     for agent in _AGENTS.value:
         for env in _ENVS.value:
             for seed in _SEEDS.value:
-                workdir = run_dir(agent, env, seed)
+                workdir = run_io.sweep_run_dir(_WORKDIR.value, agent, env,
+                                               seed)
                 cmd = [sys.executable, "-m", "experiments.train",
                        f"--agent={agent}", f"--env={env}", f"--seed={seed}",
                        f"--workdir={workdir}", *train_flags,

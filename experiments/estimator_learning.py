@@ -77,10 +77,7 @@ def _run(cmd: List[str]) -> bool:
 
 def eval_curve(workdir: str) -> np.ndarray:
     """`[n, 3]` (step, return, wall time) of a run's evaluations."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return np.zeros((0, 3))
-    rows = [r for r in run_io.MetricsLog(path).rows() if r["kind"] == "eval"]
+    rows = run_io.eval_rows(workdir)
     return np.array([[r["step"], r["eval_return_mean"], r["wall_time"]]
                      for r in rows]).reshape(-1, 3)
 

@@ -27,6 +27,7 @@ import os
 import time
 
 from absl import app, flags
+from ml_collections import config_flags as ml_config_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,22 +36,14 @@ from dqs_jax import agents, loop, metrics, score_targets
 from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
 from experiments import plotting, run_io
-
-# Presets: equal budgets for both methods. The DQS temperature (constant)
-# was chosen by a short sweep over {1, 10, 30} on the CPU preset's budget.
-PRESETS = {
-    "cpu": dict(num_steps=50_000, seed_steps=2_000, batch_size=128,
-                replay_size=50_000, hidden_dim=128, num_mc_samples=32,
-                num_sampling_steps=20, dqs_temperature=30.0, num_seeds=3,
-                num_rollouts=1000, chunk_size=5_000, rollout_length=1_000),
-    "paper": dict(num_steps=200_000, seed_steps=10_000, batch_size=256,
-                  replay_size=200_000, hidden_dim=256, num_mc_samples=1000,
-                  num_sampling_steps=20, dqs_temperature=30.0, num_seeds=5,
-                  num_rollouts=2000, chunk_size=10_000, rollout_length=2_000),
-}
+from experiments.configs.gmm import PRESETS  # The defaults.
 
 _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
                             "cpu: <= 30 min on 2 cores; paper: for a GPU.")
+_CONFIG = ml_config_flags.DEFINE_config_file(
+    "config", None, "A config file instead of --preset, e.g. "
+    "experiments/configs/gmm.py:paper; fields overridable as "
+    "--config.num_mc_samples=100. Per-field flags below still win.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
 _METHODS = flags.DEFINE_list("methods", ["dqs", "sac"], "Agents to run.")
@@ -70,7 +63,8 @@ _OVERRIDES = {
 
 
 def settings() -> dict:
-    s = dict(PRESETS[_PRESET.value])
+    s = dict(PRESETS[_PRESET.value] if _CONFIG.value is None
+             else _CONFIG.value.to_dict())
     for name, flag in _OVERRIDES.items():
         if flag.value is not None:
             s[name] = flag.value
@@ -265,7 +259,8 @@ def main(argv):
                 maxval=gmm.BOX), ground_truth, bandwidth))},
     }
     summary = {
-        "preset": _PRESET.value, "settings": s,
+        "preset": _PRESET.value if _CONFIG.value is None else "config",
+        "settings": s,
         "mmd_bandwidth": float(bandwidth),
         "agent_configs": {m: dataclasses.asdict(agent_config(m, s))
                           for m in results},

@@ -78,3 +78,17 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
+
+
+def sweep_run_dir(root: str, agent: str, env: str, seed) -> str:
+    """The workdir of one run of a sweep:
+    `<root>/<agent>/<env with ':' as '_'>/seed_<seed>`."""
+    return os.path.join(root, agent, env.replace(":", "_"), f"seed_{seed}")
+
+
+def eval_rows(run_dir: str) -> List[Dict[str, Any]]:
+    """The evaluation rows of a run's metrics.jsonl (empty if none)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    return [r for r in MetricsLog(path).rows() if r["kind"] == "eval"]

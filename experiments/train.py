@@ -12,12 +12,14 @@ Outputs under `--workdir`: config.json, metrics.jsonl (train and eval rows),
 tensorboard/, learning_curve.png and checkpoints/.
 """
 
+import dataclasses
 import os
 import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags as ml_config_flags  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
 from experiments import config_flags, online_loop  # noqa: E402
@@ -54,28 +56,62 @@ _WORKDIR = flags.DEFINE_string(
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Discard a different run found in --workdir.")
 
+_CONFIG = ml_config_flags.DEFINE_config_file(
+    "config", None, "An experiment config file, e.g. "
+    "experiments/configs/dmc.py (or dmc.py:sac for another agent); its "
+    "fields are overridable as --config.run.max_steps=... and "
+    "--config.agent.num_mc_samples=...; run and agent flags set "
+    "explicitly on the command line win over it.")
+
 # One flag per hyper-parameter of every registered agent (DQS's first).
 CONFIG_CLASSES = tuple(agents.get_agent(name).config_cls for name in sorted(
     agents.agent_names(), key=lambda name: (name != "dqs", name)))
 _AGENT_FLAGS = config_flags.define_config_flags(CONFIG_CLASSES)
 
 
+_RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _BATCH_SIZE, _REPLAY_SIZE,
+              _EVAL_EVERY, _EVAL_EPISODES, _CHECKPOINT_EVERY, _LOG_INTERVAL)
+
+
+def _from_config():
+    """`(agent name, run settings, agent overrides)` of `--config` (empty
+    without one)."""
+    config = _CONFIG.value
+    if config is None:
+        return None, {}, {}
+    run, overrides = dict(config.run), dict(config.agent)
+    name = config.agent_name
+    if _AGENT.present and _AGENT.value != name:
+        raise ValueError(f"--agent={_AGENT.value} but the config's agent "
+                         f"section is for {name}; load it as "
+                         f"--config=<file>:{_AGENT.value}.")
+    fields = {f.name for f in dataclasses.fields(
+        agents.get_agent(name).config_cls)}
+    unknown = (set(overrides) - fields) | (set(run) - {
+        flag.name for flag in _RUN_FLAGS})
+    if unknown:
+        raise ValueError(f"--config sets unknown fields {sorted(unknown)}.")
+    return name, run, {k: tuple(v) if isinstance(v, list) else v
+                       for k, v in overrides.items()}
+
+
 def settings_from_flags() -> online_loop.RunSettings:
-    """RunSettings from the parsed flags; ValueError on bad values."""
-    spec = agents.get_agent(_AGENT.value)
-    overrides = config_flags.config_overrides(spec.config_cls, _AGENT_FLAGS)
+    """RunSettings from the parsed flags (over `--config` if given);
+    ValueError on bad values."""
+    name, run, overrides = _from_config()
+    agent = _AGENT.value if name is None or _AGENT.present else name
+    spec = agents.get_agent(agent)
+    overrides.update(config_flags.config_overrides(spec.config_cls,
+                                                   _AGENT_FLAGS))
+    value = {flag.name: (run[flag.name] if flag.name in run
+                         and not flag.present else flag.value)
+             for flag in _RUN_FLAGS}
     workdir = _WORKDIR.value or os.path.join(
-        "runs", f"{_AGENT.value}_{_ENV.value.replace(':', '_')}_seed"
-        f"{_SEED.value}")
+        "runs", f"{agent}_{value['env'].replace(':', '_')}_seed"
+        f"{value['seed']}")
     settings = online_loop.RunSettings(
-        env=_ENV.value, agent=_AGENT.value, seed=_SEED.value,
-        max_steps=_MAX_STEPS.value, seed_steps=_SEED_STEPS.value,
-        batch_size=_BATCH_SIZE.value, replay_size=_REPLAY_SIZE.value,
-        eval_every=_EVAL_EVERY.value, eval_episodes=_EVAL_EPISODES.value,
-        checkpoint_every=_CHECKPOINT_EVERY.value,
-        log_interval=_LOG_INTERVAL.value, workdir=workdir,
-        overwrite=_OVERWRITE.value,
-        agent_config=spec.make_config(**overrides))
+        agent=agent, workdir=workdir, overwrite=_OVERWRITE.value,
+        agent_config=spec.make_config(**overrides), **value)
     settings.validate()
     return settings
 

@@ -1,0 +1,128 @@
+"""The runs of a DMC sweep (tasks x agents x seeds) and their progress:
+the flag-free library of `experiments.reproduce` (presets documented
+there)."""
+
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from absl import app
+
+from dqs_jax import agents
+from experiments import run_io
+
+PAPER_TASKS = ("cheetah-run", "finger-spin", "finger-turn_hard", "fish-swim",
+               "hopper-hop", "quadruped-run", "reacher-hard", "walker-run")
+_SMALL_NETS = ("--hidden_dims=128,128", "--critic_hidden_dims=128,128",
+               "--batch_size=128")
+
+PRESETS: Dict[str, Dict] = {
+    "paper": dict(tasks=tuple(f"dmc:{t}" for t in PAPER_TASKS),
+                  agents=None, seeds=(0, 1, 2, 3, 4), max_steps=250_000,
+                  eval_every=10_000, eval_episodes=10, flags=(),
+                  agent_flags={}),
+    "gpu": dict(tasks=("dmc:reacher-hard",), agents=("dqs", "sac"),
+                seeds=(0, 1), max_steps=20_000, eval_every=2_500,
+                eval_episodes=10, flags=("--seed_steps=5000",),
+                agent_flags={}),
+    "cpu": dict(tasks=("dmc:reacher-hard",), agents=("dqs", "sac"),
+                seeds=(0, 1, 2), max_steps=20_000, eval_every=2_500,
+                eval_episodes=5, flags=("--seed_steps=2000",) + _SMALL_NETS,
+                agent_flags={"dqs": ("--num_mc_samples=32",)}),
+}
+
+def resolve(preset: str, tasks: Optional[Sequence[str]] = None,
+            agent_names: Optional[Sequence[str]] = None,
+            seeds: Optional[Sequence[str]] = None,
+            max_steps: Optional[int] = None) -> Dict:
+    """The preset with overrides applied and validated."""
+    spec = dict(PRESETS[preset], preset=preset)
+    if tasks:
+        spec["tasks"] = tuple(tasks)
+    spec["agents"] = tuple(agent_names or spec["agents"]
+                           or agents.agent_names())
+    unknown = sorted(set(spec["agents"]) - set(agents.agent_names()))
+    if unknown:
+        raise app.UsageError(f"unknown agents {unknown}; choose from "
+                             f"{agents.agent_names()}.")
+    if seeds:
+        if not all(s.isdigit() for s in seeds):
+            raise app.UsageError(f"--seeds must be integers, got {seeds}.")
+        spec["seeds"] = tuple(int(s) for s in seeds)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise app.UsageError(f"--max_steps must be >= 1, got {max_steps}.")
+        spec["max_steps"] = max_steps
+    return spec
+
+
+def commands(spec: Dict, workdir: str, extra: Sequence[str] = ()
+             ) -> List[Dict]:
+    """One `{agent, env, seed, workdir, cmd}` per run of the sweep."""
+    runs = []
+    for env in spec["tasks"]:
+        for agent in spec["agents"]:
+            for seed in spec["seeds"]:
+                run = run_io.sweep_run_dir(workdir, agent, env, seed)
+                cmd = [sys.executable, "-m", "experiments.train",
+                       f"--agent={agent}", f"--env={env}", f"--seed={seed}",
+                       f"--max_steps={spec['max_steps']}",
+                       f"--eval_every={spec['eval_every']}",
+                       f"--eval_episodes={spec['eval_episodes']}",
+                       f"--workdir={run}", *spec["flags"],
+                       *spec["agent_flags"].get(agent, ()), *extra]
+                runs.append(dict(agent=agent, env=env, seed=seed,
+                                 workdir=run, cmd=cmd))
+    return runs
+
+
+def progress(run: Dict, max_steps: int) -> Dict:
+    """`{state, step, return}` of a run: done, partial or pending."""
+    rows = run_io.eval_rows(run["workdir"])
+    if not rows:
+        started = os.path.exists(os.path.join(run["workdir"], "config.json"))
+        return dict(state="started" if started else "pending", step=0,
+                    ret=None)
+    last = rows[-1]
+    state = "done" if last["step"] >= max_steps else "partial"
+    return dict(state=state, step=last["step"], ret=last["eval_return_mean"])
+
+
+def status_table(runs: List[Dict], max_steps: int) -> str:
+    lines = [f"{'agent':8} {'env':24} {'seed':>4} {'state':8} {'step':>8} "
+             f"{'return':>8}"]
+    counts: Dict[str, int] = {}
+    for run in runs:
+        p = progress(run, max_steps)
+        counts[p["state"]] = counts.get(p["state"], 0) + 1
+        ret = "" if p["ret"] is None else f"{p['ret']:.1f}"
+        lines.append(f"{run['agent']:8} {run['env']:24} {run['seed']:>4} "
+                     f"{p['state']:8} {p['step']:>8} {ret:>8}")
+    lines.append(", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                 + f" of {len(runs)} runs")
+    return "\n".join(lines)
+
+
+def execute(runs: List[Dict], max_steps: int) -> int:
+    """Runs what is not done, in order; returns the number of failures."""
+    failures = 0
+    for i, run in enumerate(runs):
+        if progress(run, max_steps)["state"] == "done":
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] run {i + 1}/{len(runs)}: "
+              + " ".join(shlex.quote(c) for c in run["cmd"][1:]), flush=True)
+        out = subprocess.run(run["cmd"], capture_output=True, text=True)
+        if out.returncode != 0:
+            failures += 1
+            tail = (out.stderr or out.stdout).strip().splitlines()[-5:]
+            print(f"  failed (exit {out.returncode}):\n  "
+                  + "\n  ".join(tail), file=sys.stderr, flush=True)
+        else:
+            p = progress(run, max_steps)
+            print(f"  {p['state']} at step {p['step']}, return "
+                  f"{p['ret']}", flush=True)
+    return failures

@@ -1,0 +1,84 @@
+"""experiments.reproduce: the sweep's runs, presets, status and skipping."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl import app
+import pytest
+
+from dqs_jax import agents
+from experiments import sweep as reproduce
+
+
+def write_evals(run_dir, steps, returns):
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+        for step, ret in zip(steps, returns):
+            f.write(json.dumps({"kind": "eval", "step": step,
+                                "eval_return_mean": ret,
+                                "wall_time": step / 100}) + "\n")
+
+
+def test_paper_preset_is_the_full_grid():
+    spec = reproduce.resolve("paper")
+    runs = reproduce.commands(spec, "W")
+    assert len(runs) == 8 * len(agents.agent_names()) * 5
+    assert spec["max_steps"] == 250_000
+    # Evaluations land exactly on 100k and 250k.
+    assert 100_000 % spec["eval_every"] == 0
+    assert 250_000 % spec["eval_every"] == 0
+    cmd = runs[0]["cmd"]
+    assert "--env=dmc:cheetah-run" in cmd and "--max_steps=250000" in cmd
+    assert runs[0]["workdir"] == os.path.join("W", runs[0]["agent"],
+                                              "dmc_cheetah-run", "seed_0")
+    assert len({r["workdir"] for r in runs}) == len(runs)
+
+
+def test_overrides_and_validation():
+    spec = reproduce.resolve("cpu", tasks=["dmc:cartpole-balance"],
+                             agent_names=["sac"], seeds=["4"], max_steps=7)
+    runs = reproduce.commands(spec, "W", extra=["--log_interval=5"])
+    assert len(runs) == 1
+    assert {"--agent=sac", "--seed=4", "--max_steps=7",
+            "--log_interval=5"} <= set(runs[0]["cmd"])
+    # The DQS-only flag of the preset is not given to SAC.
+    assert "--num_mc_samples=32" not in runs[0]["cmd"]
+    dqs = reproduce.commands(reproduce.resolve("cpu"), "W")
+    assert all("--num_mc_samples=32" in r["cmd"] for r in dqs
+               if r["agent"] == "dqs")
+    with pytest.raises(app.UsageError, match="unknown agents"):
+        reproduce.resolve("cpu", agent_names=["dqn"])
+    with pytest.raises(app.UsageError, match="seeds"):
+        reproduce.resolve("cpu", seeds=["x"])
+
+
+def test_status_and_skipping_finished_runs(tmp_path, capsys):
+    spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
+                             max_steps=100)
+    runs = reproduce.commands(spec, str(tmp_path))
+    write_evals(runs[0]["workdir"], [50, 100], [1.0, 2.5])
+    write_evals(runs[1]["workdir"], [50], [0.5])
+    assert reproduce.progress(runs[0], 100) == dict(state="done", step=100,
+                                                    ret=2.5)
+    assert reproduce.progress(runs[1], 100)["state"] == "partial"
+    table = reproduce.status_table(runs, 100)
+    assert "1 done, 1 partial of 2 runs" in table
+    # Only the unfinished run is executed (here its command just fails).
+    runs[1]["cmd"] = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    runs[0]["cmd"] = [sys.executable, "-c", "raise SystemExit('ran')"]
+    assert reproduce.execute(runs, 100) == 1
+    err = capsys.readouterr().err
+    assert "exit 3" in err and "ran" not in err
+
+
+def test_dry_run_cli():
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", "--preset=cpu",
+         "--workdir=W", "--dry_run"], capture_output=True, text=True,
+        timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 6 and all("experiments.train" in l for l in lines)
+    assert not os.path.exists("W")
