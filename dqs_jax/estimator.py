@@ -95,20 +95,27 @@ def control_variate_combination(values: jax.Array, grads: jax.Array,
     h_t = jnp.asarray(h_t, eps.dtype)
     w = jax.nn.softmax(values)
     u = eps * jax.lax.rsqrt(jnp.maximum(h_t, tiny))
-    u_bar, g_bar = w @ u, w @ grads
-    du, dg = u - u_bar, grads - g_bar
+    # Centred at the heaviest draw p: `a_i - a_bar = a'_i - sum_j w_j a'_j`
+    # with `a' = a - a_p`. When one weight is near 1 (large h), the plain
+    # `a_p - a_bar` cancels catastrophically in float32 (w_p = 1 - 1e-6
+    # leaves ~10% error), and that term carries a weight w_p^2 ~ 1 in C.
+    pivot = jnp.argmax(w)
+    u_p, g_p = u[pivot], grads[pivot]
+    u_rel, g_rel = w @ (u - u_p), w @ (grads - g_p)  # `a_bar - a_p`
+    du, dg = (u - u_p) - u_rel, (grads - g_p) - g_rel
     w2 = jnp.square(w)
     # With s = g - u: C(s, s) = C(u,u) - 2 C(u,g) + C(g,g) and
     # 1 - lam = (C(g, g) - C(u, g)) / C(s, s): no cancellation of the large
-    # `u` terms at small `h`, where `lam -> 1`.
-    # With all weight on one draw (ESS = 1, large h) both sums vanish and
-    # the ratio is 1: the Tweedie form, the better one there.
+    # `u` terms at small `h`, where `lam -> 1`. With all weight on one draw
+    # both sums vanish: then lam = 0, the Tweedie form.
     c_ss = w2 @ jnp.square(dg - du)
-    one_minus = jnp.clip((w2 @ (dg * (dg - du)) + tiny) / (c_ss + tiny), 0.0,
-                         1.0)
+    one_minus = jnp.where(c_ss > 0, jnp.clip(
+        (w2 @ (dg * (dg - du))) / jnp.where(c_ss > 0, c_ss, 1.0), 0.0, 1.0),
+        1.0)
     one_minus = jnp.where(h_t > 0, one_minus, 0.0)  # h = 0: coinciding draws.
     # `u_bar + lam s_bar`, written around `g_bar`: exact when `lam = 1`.
-    return g_bar + one_minus * (u_bar - g_bar)
+    g_bar = g_p + g_rel
+    return g_bar + one_minus * ((u_p - g_p) + (u_rel - g_rel))
 
 
 def _draws(log_density: LogDensityFn, x_t: jax.Array, h_t, key: PRNGKey,
