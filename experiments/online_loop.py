@@ -4,12 +4,15 @@ log and checkpoint, with exact resume from the last checkpoint.
 All learning lives in `dqs_jax` (the agent's pure functions) and in
 `experiments.learners` (replay or rollout storage); this module orchestrates
 the phases of a run (`_Run`: restore, step, end of episode, evaluate,
-progress, checkpoint) and writes files through `experiments.run_outputs`.
+progress, checkpoint) and writes files through `experiments.run_outputs`;
+`experiments.recovery` turns SIGTERM/SIGINT into a checkpoint and a clean
+stop, and skips damaged checkpoints on resume.
 """
 
 import dataclasses
 import math
 import os
+import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -20,13 +23,15 @@ from dqs_jax import agents
 from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
 from dqs_jax.types import Batch
-from experiments import learners, run_io
+from experiments import learners, recovery, run_io
+from experiments.recovery import NoIntactCheckpointError
 from experiments.run_outputs import (ConfigMismatchError, Outputs,
                                      format_duration, format_return,
                                      prepare_workdir)
 
-__all__ = ["ConfigMismatchError", "NonFiniteLossError", "RunSettings",
-           "LoopState", "evaluate", "evaluation_seed", "train"]
+__all__ = ["ConfigMismatchError", "NoIntactCheckpointError",
+           "NonFiniteLossError", "RunSettings", "LoopState", "evaluate",
+           "evaluation_seed", "train"]
 
 EVAL_KEY = learners.EVAL_KEY
 # Flags that may change between a run and its resumption.
@@ -198,10 +203,11 @@ class _Run:
                 "loop": self.loop.to_tree(), "env": self.env.get_state()}
 
     def _restore(self) -> Optional[int]:
-        step = self.checkpointer.latest_step()
-        if step is None:
+        """Restores the newest intact checkpoint; its step, or None."""
+        found = recovery.restore_newest_intact(self.checkpointer, self._tree())
+        if found is None:
             return None
-        restored = self.checkpointer.restore(self._tree(), step)
+        step, restored = found
         self.state = restored["agent"]
         self.learner.restore(restored[self.learner.data_name])
         self.loop = LoopState.from_tree(restored["loop"])
@@ -315,8 +321,10 @@ class _Run:
         self.checkpointer.save(self.loop.env_step, self._tree())
         self.loop.wall_time = saved_wall
 
-    def run(self) -> Dict[str, Any]:
-        """Steps to `max_steps`; returns the summary of `train`."""
+    def run(self, stop: recovery.StopSignals) -> Dict[str, Any]:
+        """Steps to `max_steps`, or until `stop` is requested: then after the
+        current step, checkpoints it like a periodic checkpoint and prints
+        one line. Returns the summary of `train`."""
         s = self.settings
         if self.loop.env_step >= s.max_steps:
             print(f"Run already at step {self.loop.env_step} >= --max_steps="
@@ -329,7 +337,7 @@ class _Run:
                 print(f"Note: {s.agent} is on-policy; --seed_steps does not "
                       "apply (it acts with its policy from the first step).",
                       flush=True)
-        while self.loop.env_step < s.max_steps:
+        while self.loop.env_step < s.max_steps and not stop.requested:
             done = self.step()
             step, now = self.loop.env_step, time.time()
             if done:
@@ -340,7 +348,15 @@ class _Run:
                 self.log_progress(time.time())
             if step % s.checkpoint_every == 0 or step == s.max_steps:
                 self.checkpoint()
-        curve = self.outputs.plot()
+        # A stop request after the last step changes nothing: the run is done.
+        stopped_by = (stop.signum if self.loop.env_step < s.max_steps
+                      else None)
+        if stopped_by is not None:
+            if self.checkpointer.latest_step() != self.loop.env_step:
+                self.checkpoint()
+            print(f"preempted at step {self.loop.env_step}; rerun the same "
+                  "command to resume", file=sys.stderr, flush=True)
+        curve = None if stopped_by is not None else self.outputs.plot()
         self.outputs.close()
         self.checkpointer.close()
         evals = [r for r in self.outputs.log.rows() if r["kind"] == "eval"]
@@ -354,6 +370,7 @@ class _Run:
             "learning_curve": curve,
             "checkpoints": self.checkpointer.directory,
             "state": self.state,
+            "stopped_by": stopped_by,
         }
 
 
@@ -361,10 +378,18 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
           ) -> Dict[str, Any]:
     """Runs (or resumes) training; returns a summary of the final state.
 
+    While it runs (main thread only), SIGTERM and SIGINT stop it after the
+    current environment step with a checkpoint of that step; the summary's
+    `stopped_by` is then the signal's number (None for a run that reached
+    `max_steps`). The previous signal handlers are restored on return.
+
     Raises:
       ValueError: bad settings (raised before any work).
       ConfigMismatchError: the workdir holds a different run.
+      NoIntactCheckpointError: every checkpoint in the workdir is damaged
+        (none is touched).
       NonFiniteLossError: a loss became NaN/inf (the last checkpoint is kept).
     """
     settings.validate()
-    return _Run(settings, argv).run()
+    with recovery.StopSignals() as stop:
+        return _Run(settings, argv).run(stop)

@@ -8,6 +8,19 @@ unset hyper-parameters take the agent's defaults (SPEC §9 for DQS). Running
 the same command again with the same `--workdir` resumes from the last
 checkpoint; raising only `--max_steps` extends a finished run.
 
+SIGTERM or SIGINT (a batch system's preemption, Ctrl-C) stops the run after
+the current environment step: it writes a checkpoint of that step, prints
+`preempted at step N; rerun the same command to resume` on stderr and exits
+with 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), the code a
+shell reports for a process killed by that signal. Not 0: the run is not
+finished, and a job controller or a retry loop that reruns failed commands
+(a Kubernetes Job, `until python -m experiments.train ...; do :; done`)
+must not take it for done; not 1 either, which means an error.
+
+A damaged newest checkpoint is reported in one line, renamed
+`<step>.damaged` and the run resumes from the newest intact one; when none
+is intact the binary prints one line and exits with 1, touching none.
+
 Outputs under `--workdir`: config.json, metrics.jsonl (train and eval rows),
 tensorboard/, learning_curve.png and checkpoints/.
 """
@@ -128,9 +141,12 @@ def main(argv):
     try:
         summary = online_loop.train(settings, argv=sys.argv)
     except (online_loop.ConfigMismatchError,
+            online_loop.NoIntactCheckpointError,
             online_loop.NonFiniteLossError) as e:
         print(f"ERROR: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
+    if summary["stopped_by"] is not None:  # The loop printed its line.
+        sys.exit(128 + summary["stopped_by"])
     final = summary["final_eval_return"]
     print(f"Done: {summary['env_steps']} env steps, {summary['num_updates']} "
           "updates; final evaluation return "

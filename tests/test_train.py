@@ -1,8 +1,11 @@
-"""The training binary: validation, outputs, exact resume, NaN handling."""
+"""The training binary: validation, outputs, exact resume, NaN handling,
+preemption and damaged checkpoints."""
 
 import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +18,7 @@ import pytest
 
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
+from dqs_jax import checkpoint as checkpoint_lib
 from experiments import online_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +50,18 @@ def deterministic_rows(workdir):
 def assert_same_params(a, b):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def assert_same_final_checkpoint(a, b, step=600):
+    """Checkpoint `step` of workdirs `a` and `b` (agent, replay or rollout,
+    loop and env state) is identical but for the wall time."""
+    import orbax.checkpoint as ocp
+    final = [ocp.StandardCheckpointer().restore(
+        str(d / "checkpoints" / str(step) / "default")) for d in (a, b)]
+    final[0]["loop"].pop("wall_time"), final[1]["loop"].pop("wall_time")
+    assert_same_params(final[0], final[1])
+    assert jax.tree_util.tree_structure(final[0]) == \
+        jax.tree_util.tree_structure(final[1])
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +194,11 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     assert Checkpointer(str(ckpt_dir)).latest_step() == 200
 
 
+# The flags of `settings()` (the straight run's).
+CLI_ARGS = ["--env=dmc:cartpole-balance", "--seed=3", "--max_steps=600",
+            "--seed_steps=200", "--batch_size=32", "--replay_size=1000",
+            "--eval_every=300", "--eval_episodes=1", "--checkpoint_every=200",
+            "--log_interval=200"]
 SMALL_NETS = ["--hidden_dims=32,32", "--critic_hidden_dims=32,32"]
 KILL_CASES = {
     "dqs": TINY_FLAGS,
@@ -193,10 +214,7 @@ KILL_CASES = {
              for a in sorted(KILL_CASES) if a != "dqs")])
 def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path,
                                                                agent):
-    args = ["--env=dmc:cartpole-balance", "--seed=3", "--max_steps=600",
-            "--seed_steps=200", "--batch_size=32", "--replay_size=1000",
-            "--eval_every=300", "--eval_episodes=1", "--checkpoint_every=200",
-            "--log_interval=200", *KILL_CASES[agent]]
+    args = [*CLI_ARGS, *KILL_CASES[agent]]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run_cli([*args, f"--workdir={straight}"]).returncode == 0
 
@@ -219,15 +237,145 @@ def test_kill_after_checkpoint_and_resume_equals_uninterrupted(tmp_path,
     rows = deterministic_rows(killed)
     if agent == "ppo":  # Updates at steps 128, 256, ..., 512.
         assert max(r.get("num_updates", 0) for r in rows) == 4
-    # The final checkpoints (agent, replay or rollout, loop and env state)
-    # are identical.
-    import orbax.checkpoint as ocp
-    final = [ocp.StandardCheckpointer().restore(
-        str(d / "checkpoints" / "600" / "default")) for d in (straight, killed)]
-    final[0]["loop"].pop("wall_time"), final[1]["loop"].pop("wall_time")
-    assert_same_params(final[0], final[1])
-    assert jax.tree_util.tree_structure(final[0]) == \
-        jax.tree_util.tree_structure(final[1])
+    assert_same_final_checkpoint(straight, killed)
+
+
+PREEMPTED = re.compile(
+    r"preempted at step (\d+); rerun the same command to resume")
+
+
+def test_stop_signal_checkpoints_the_step_and_resume_is_exact(
+        straight_run, tmp_path, monkeypatch, capsys):
+    """SIGTERM mid-step (in-process): the step finishes, is checkpointed off
+    the periodic grid, and a second signal (SIGINT) during that save changes
+    nothing; the resumed run equals the uninterrupted one."""
+    workdir, straight = straight_run
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
+    real_step, real_table = online_loop._Run.step, checkpoint_lib._file_table
+
+    def step(run):
+        done = real_step(run)
+        if run.loop.env_step == 350:
+            signal.raise_signal(signal.SIGTERM)
+        return done
+
+    def file_table(folder):  # Inside Checkpointer.save.
+        if folder.endswith(os.sep + "350"):
+            signal.raise_signal(signal.SIGINT)
+        return real_table(folder)
+
+    monkeypatch.setattr(online_loop._Run, "step", step)
+    monkeypatch.setattr(checkpoint_lib, "_file_table", file_table)
+    summary = online_loop.train(settings(tmp_path))
+    assert summary["stopped_by"] == signal.SIGTERM
+    assert summary["env_steps"] == 350
+    err = capsys.readouterr().err
+    assert [l for l in err.splitlines() if "preempted" in l] == [
+        "preempted at step 350; rerun the same command to resume"]
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)
+            ] == handlers
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["200", "350"]
+
+    monkeypatch.undo()
+    resumed = online_loop.train(settings(tmp_path))
+    assert "resuming from step 350" in capsys.readouterr().out
+    assert resumed["stopped_by"] is None
+    assert deterministic_rows(tmp_path) == deterministic_rows(workdir)
+    assert_same_params(resumed["state"], straight["state"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_binary_then_rerun_equals_uninterrupted(straight_run,
+                                                              tmp_path):
+    """A real `python -m experiments.train`, sent SIGTERM after it printed
+    step 400 (200 updates in): one line, exit 143; the rerun finishes the
+    run exactly as the uninterrupted one."""
+    workdir, _ = straight_run
+    args = [*CLI_ARGS, *TINY_FLAGS, f"--workdir={tmp_path}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", *args], cwd=ROOT,
+            env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        for line in proc.stdout:
+            if line.startswith("step 400/600"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.stdout.read()
+        assert proc.wait(timeout=240) == 128 + signal.SIGTERM
+    lines = [l for l in open(tmp_path / "stderr.txt") if "preempted" in l]
+    assert len(lines) == 1, lines
+    match = PREEMPTED.fullmatch(lines[0].strip())
+    assert match, lines[0]
+    step = int(match.group(1))
+    assert 400 <= step < 600
+    assert str(step) in os.listdir(tmp_path / "checkpoints")
+    out = run_cli(args)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming from step {step}" in out.stdout
+    assert deterministic_rows(tmp_path) == deterministic_rows(workdir)
+    assert_same_final_checkpoint(workdir, tmp_path)
+
+
+def _damage(folder, how):
+    """Damages checkpoint `folder`; returns the file it names, if any."""
+    if how == "empty":
+        shutil.rmtree(folder)
+        os.mkdir(folder)
+        return None
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder)
+             for name in names if name != checkpoint_lib.MANIFEST]
+    largest = max(files, key=os.path.getsize)
+    with open(largest, "r+b") as f:
+        f.truncate(os.path.getsize(largest) // 2)
+    return os.path.relpath(largest, folder)
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(
+        straight_run, tmp_path, capsys, how):
+    workdir, straight = straight_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    newest = run / "checkpoints" / "600"
+    name = _damage(str(newest), how)
+    summary = online_loop.train(settings(run))
+    captured = capsys.readouterr()
+    warnings = [l for l in captured.err.splitlines() if "damaged" in l]
+    assert len(warnings) == 1, captured.err
+    assert f"checkpoint 600 ({newest})" in warnings[0]
+    assert (name or "holds no files") in warnings[0]
+    assert "resuming from step 400" in captured.out
+    # Set aside, out of the way of the new checkpoint 600 and the rotation.
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "400", "600", "600.damaged"]
+    assert summary["env_steps"] == 600
+    assert deterministic_rows(run) == deterministic_rows(workdir)
+    assert_same_params(summary["state"], straight["state"])
+
+
+def test_no_intact_checkpoint_exits_1_and_touches_nothing(straight_run,
+                                                          tmp_path):
+    workdir, _ = straight_run
+    shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+    ckpts = tmp_path / "checkpoints"
+    for step in ("400", "600"):
+        _damage(str(ckpts / step), "truncated")
+
+    def listing():
+        return sorted((os.path.relpath(os.path.join(root, n), tmp_path),
+                       os.path.getsize(os.path.join(root, n)))
+                      for root, _, names in os.walk(ckpts) for n in names)
+
+    before = listing(), deterministic_rows(tmp_path)
+    out = run_cli([*CLI_ARGS, *TINY_FLAGS, f"--workdir={tmp_path}"])
+    assert out.returncode == 1
+    errors = [l for l in out.stderr.splitlines() if "ERROR" in l]
+    assert len(errors) == 1, out.stderr
+    assert f"No intact checkpoint in {ckpts}: step 600: " in errors[0]
+    assert "step 400: " in errors[0]
+    assert "Traceback" not in out.stderr
+    assert (listing(), deterministic_rows(tmp_path)) == before
 
 
 def test_sac_runs_through_the_same_driver(tmp_path):
