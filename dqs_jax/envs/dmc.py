@@ -8,7 +8,7 @@ as a dict of numpy arrays (a pytree an orbax checkpoint can hold).
 
 import math
 import os
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, Optional
 
 # Headless rendering; must be set before dm_control is imported. Users can
 # override it (e.g. `MUJOCO_GL=osmesa`). Also avoids the GLFW DISPLAY warning.
@@ -17,6 +17,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
+
+from dqs_jax.envs.base import StepResult  # noqa: E402  (re-exported)
 
 _STATE_SIG = mujoco.mjtState.mjSTATE_INTEGRATION
 
@@ -32,25 +34,6 @@ _MUTABLE_MODEL_FIELDS = (
     "hfield_data",
 )
 _MODEL_PREFIX = "model_"
-
-
-class StepResult(NamedTuple):
-    """The outcome of one `DMCEnv.step`.
-
-    Attributes:
-      observation: `[o]` float32, the observation after the step.
-      reward: the reward of the transition.
-      discount: 0.0 only at true termination; 1.0 otherwise (including a
-        time-limit truncation).
-      terminated: the episode ended with dm_control discount 0.
-      truncated: the episode ended at the time limit.
-    """
-
-    observation: np.ndarray
-    reward: float
-    discount: float
-    terminated: bool
-    truncated: bool
 
 
 def _flatten(observation) -> np.ndarray:

@@ -6,7 +6,10 @@ Names look like `<family>:<rest>`, e.g. `dmc:cheetah-run` or
 names; `validate_env_name` checks a name before anything is built.
 
 The `dmc` family is registered on import; dm_control itself is only imported
-when a dmc name is validated, listed or built.
+when a dmc name is validated, listed or built. The `maze` family
+(`maze:two-goal`, `maze:two-goal-terminate`: `dqs_jax.envs.maze`) is
+registered on import too; gymnasium-robotics is only imported when a maze env
+is built.
 """
 
 import dataclasses
@@ -148,3 +151,23 @@ def _dmc_factory(rest: str, seed: int):
 
 
 register_family("dmc", _dmc_factory, _dmc_names, validate=_dmc_validate)
+
+
+# --- The two-goal PointMaze family (DQS Sec. 5.2) ---------------------------
+
+# `maze:<rest>` -> whether the episode ends at the goal (`MazeEnv`'s
+# `terminate_at_goal`); listing and validating import nothing.
+_MAZE_NAMES = {"two-goal": False, "two-goal-terminate": True}
+
+
+def _maze_names() -> List[str]:
+    return [f"maze:{rest}" for rest in _MAZE_NAMES]
+
+
+def _maze_factory(rest: str, seed: int):
+    # pylint: disable=import-outside-toplevel
+    from dqs_jax.envs.maze import MazeEnv
+    return MazeEnv(seed, terminate_at_goal=_MAZE_NAMES[rest])
+
+
+register_family("maze", _maze_factory, _maze_names)
