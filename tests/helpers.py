@@ -35,3 +35,18 @@ def assert_same_training(a, b, start, fraction=0.02):
         x, y, y0 = (np.asarray(v, np.float64) for v in (x, y, y0))
         moved = np.max(np.abs(y - y0)) if y.size else 0.0
         assert np.max(np.abs(x - y), initial=0.0) <= fraction * moved + 1e-6
+
+
+def rollout(env, acts):
+    """`[env.step(a) for a in acts]`: the `StepResult`s of a stateful env."""
+    return [env.step(a) for a in acts]
+
+
+def assert_same_steps(ref, out):
+    """Two rollouts are identical, step by step (observations bit for bit)."""
+    assert len(ref) == len(out)
+    for i, (a, b) in enumerate(zip(ref, out)):
+        np.testing.assert_array_equal(a.observation, b.observation,
+                                      err_msg=f"step {i}")
+        assert a.reward == b.reward, f"step {i}: {a.reward} != {b.reward}"
+        assert a[2:] == b[2:], f"step {i}"

@@ -10,22 +10,11 @@ from dqs_jax.envs.dmc import DMCEnv, StepResult
 
 from dm_control import suite  # noqa: E402  (after MUJOCO_GL is set)
 
+from tests.helpers import assert_same_steps, rollout  # noqa: E402
+
 
 def actions(env, n, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, env.action_size))
-
-
-def rollout(env, acts):
-    return [env.step(a) for a in acts]
-
-
-def assert_same_steps(ref, out):
-    assert len(ref) == len(out)
-    for i, (a, b) in enumerate(zip(ref, out)):
-        np.testing.assert_array_equal(a.observation, b.observation,
-                                      err_msg=f"step {i}")
-        assert a.reward == b.reward, f"step {i}: {a.reward} != {b.reward}"
-        assert a[2:] == b[2:], f"step {i}"
 
 
 def test_mujoco_gl_defaults_to_egl_or_user_choice():

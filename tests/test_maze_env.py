@@ -16,6 +16,7 @@ import pytest
 
 from dqs_jax.envs import maze, maze_geometry as geo, registry
 from dqs_jax.envs.maze import MazeEnv
+from tests.helpers import assert_same_steps, rollout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,18 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def actions(n, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, 2)).astype(
         np.float32)
-
-
-def rollout(env, acts):
-    return [env.step(a) for a in acts]
-
-
-def assert_same_steps(ref, out):
-    assert len(ref) == len(out)
-    for i, (a, b) in enumerate(zip(ref, out)):
-        np.testing.assert_array_equal(a.observation, b.observation,
-                                      err_msg=f"step {i}")
-        assert a[1:] == b[1:], f"step {i}: {a[1:]} != {b[1:]}"
 
 
 def test_map_and_cells_match_gymnasium_robotics():

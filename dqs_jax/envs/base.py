@@ -1,4 +1,5 @@
-"""What the stateful envs of the online loop (`dmc`, `maze`) return."""
+"""What the stateful envs of the online loop (`dmc`, `maze`) return, and
+the input checks they share."""
 
 from typing import NamedTuple
 
@@ -22,3 +23,22 @@ class StepResult(NamedTuple):
     discount: float
     terminated: bool
     truncated: bool
+
+
+def checked_action(name: str, action, size: int) -> np.ndarray:
+    """`action` as `[size]` float64 clipped to `[-1, 1]`; ValueError naming
+    the env `name` on another shape."""
+    action = np.asarray(action, dtype=np.float64)
+    if action.shape != (size,):
+        raise ValueError(f"{name}: expected an action of shape ({size},), "
+                         f"got {action.shape}.")
+    return np.clip(action, -1.0, 1.0)
+
+
+def check_in_episode(name: str, in_episode: bool) -> None:
+    """RuntimeError unless an episode of the env `name` is in progress."""
+    if not in_episode:
+        raise RuntimeError(
+            f"{name}: step() called with no episode in progress; call "
+            "reset() first (the previous episode ended or the environment "
+            "was never reset).")

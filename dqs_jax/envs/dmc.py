@@ -18,7 +18,8 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
 
-from dqs_jax.envs.base import StepResult  # noqa: E402  (re-exported)
+from dqs_jax.envs.base import (  # noqa: E402,F401  (StepResult re-exported)
+    StepResult, check_in_episode, checked_action)
 
 _STATE_SIG = mujoco.mjtState.mjSTATE_INTEGRATION
 
@@ -134,12 +135,7 @@ class DMCEnv:
     def scale_action(self, action) -> np.ndarray:
         """Maps `[a]` actions in `[-1, 1]` (clipped) to `[a]` float64 controls
         in the task's bounds."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self._action_size,):
-            raise ValueError(
-                f"{self._name}: expected an action of shape "
-                f"({self._action_size},), got {action.shape}.")
-        action = np.clip(action, -1.0, 1.0)
+        action = checked_action(self._name, action, self._action_size)
         return self._low + (action + 1.0) * 0.5 * (self._high - self._low)
 
     def reset(self) -> np.ndarray:
@@ -156,11 +152,7 @@ class DMCEnv:
         Raises:
           RuntimeError: if no episode is in progress (call `reset()`).
         """
-        if not self._in_episode:
-            raise RuntimeError(
-                f"{self._name}: step() called with no episode in progress; "
-                "call reset() first (the previous episode ended or the "
-                "environment was never reset).")
+        check_in_episode(self._name, self._in_episode)
         time_step = self._env.step(self.scale_action(action))
         observation = _flatten(time_step.observation)
         reward = 0.0 if time_step.reward is None else float(time_step.reward)

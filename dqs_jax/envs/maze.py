@@ -48,7 +48,8 @@ for _line in _notice.getvalue().splitlines():
 from gymnasium.utils import seeding  # noqa: E402
 from gymnasium_robotics.envs.maze import maze_v4  # noqa: E402
 
-from dqs_jax.envs.base import StepResult  # noqa: E402
+from dqs_jax.envs.base import (  # noqa: E402
+    StepResult, check_in_episode, checked_action)
 from dqs_jax.envs.maze_geometry import (  # noqa: E402,F401  (re-exported)
     GOAL_CELLS, GOAL_CENTRES, GOAL_NAMES, GOAL_RADIUS, MAP_ROWS, START_CELL,
     WALLS, cell_to_xy, first_goal, goal_entry_step, maze_map, top_left_route,
@@ -175,11 +176,7 @@ class MazeEnv:
 
     def scale_action(self, action) -> np.ndarray:
         """Checks `[2]` actions and clips them to `[-1, 1]` (float64)."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,):
-            raise ValueError(f"{self._name}: expected an action of shape "
-                             f"(2,), got {action.shape}.")
-        return np.clip(action, -1.0, 1.0)
+        return checked_action(self._name, action, 2)
 
     def reset(self) -> np.ndarray:
         """Starts an episode; returns the first observation `[4]` float32."""
@@ -195,11 +192,7 @@ class MazeEnv:
         Raises:
           RuntimeError: if no episode is in progress (call `reset()`).
         """
-        if not self._in_episode:
-            raise RuntimeError(
-                f"{self._name}: step() called with no episode in progress; "
-                "call reset() first (the previous episode ended or the "
-                "environment was never reset).")
+        check_in_episode(self._name, self._in_episode)
         obs, reward, terminated, _, _ = self._env.step(
             self.scale_action(action))
         self._step_count += 1
