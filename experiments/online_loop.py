@@ -24,6 +24,7 @@ from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
 from dqs_jax.types import Batch
 from experiments import learners, recovery, run_io
+from experiments.loop_state import LoopState, evaluate, evaluation_seed
 from experiments.recovery import NoIntactCheckpointError
 from experiments.run_outputs import (ConfigMismatchError, Outputs,
                                      format_duration, format_return,
@@ -35,7 +36,7 @@ __all__ = ["ConfigMismatchError", "NoIntactCheckpointError",
 
 EVAL_KEY = learners.EVAL_KEY
 # Flags that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("max_steps", "log_interval")
+RESUMABLE_CHANGES = ("max_steps", "log_interval", "shard_seeds")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,6 +65,8 @@ class RunSettings:
     workdir: str = "runs/default"
     overwrite: bool = False
     agent_config: Any = None  # The agent's config dataclass; None: defaults.
+    num_seeds: int = 1  # > 1: seeds seed, ..., seed + N - 1 in one process.
+    shard_seeds: bool = False  # Spread the seeds over all devices.
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -78,6 +81,15 @@ class RunSettings:
             raise ValueError(f"--seed_steps must be >= 0, got {self.seed_steps}.")
         if not self.workdir:
             raise ValueError("--workdir must not be empty.")
+        if self.num_seeds < 1:
+            raise ValueError(
+                f"--num_seeds must be a positive integer, got {self.num_seeds}.")
+        if self.shard_seeds and self.num_seeds == 1:
+            raise ValueError("--shard_seeds needs --num_seeds > 1.")
+        if self.shard_seeds and self.num_seeds % jax.device_count():
+            raise ValueError(
+                f"--shard_seeds: --num_seeds={self.num_seeds} is not "
+                f"divisible by the {jax.device_count()} devices.")
 
     def resolved_agent_config(self):
         if self.agent_config is not None:
@@ -85,90 +97,54 @@ class RunSettings:
         return agents.get_agent(self.agent).make_config()
 
     def flat_config(self) -> Dict[str, Any]:
-        """Run settings and agent hyper-parameters in one flat dict."""
+        """Run settings and agent hyper-parameters in one flat dict
+        (`num_seeds` and `shard_seeds` only where not 1 / False, so that
+        single-seed workdirs of earlier versions still resume)."""
         run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("agent_config", "workdir", "overwrite")}
+        if self.num_seeds == 1:
+            del run["num_seeds"]
+        if not self.shard_seeds:
+            del run["shard_seeds"]
         hyper = dataclasses.asdict(self.resolved_agent_config())
         return {**run, **hyper}
 
 
-@dataclasses.dataclass
-class LoopState:
-    """Host-side counters of the loop; all of it goes into checkpoints."""
-
-    env_step: int
-    episode: int
-    episode_return: float
-    episode_length: int
-    observation: np.ndarray
-    key: np.ndarray
-    num_updates: int
-    metric_sums: Dict[str, float]
-    metric_count: int
-    last_episode_return: float
-    last_eval_return: float
-    wall_time: float  # Seconds spent in earlier sessions of this run.
-
-    def to_tree(self) -> Dict[str, Any]:
-        tree = {f.name: np.asarray(getattr(self, f.name))
-                for f in dataclasses.fields(self) if f.name != "metric_sums"}
-        tree["metric_sums"] = {k: np.asarray(v, np.float64)
-                               for k, v in self.metric_sums.items()}
-        return tree
-
-    @classmethod
-    def from_tree(cls, tree: Dict[str, Any]) -> "LoopState":
-        values = {}
-        for f in dataclasses.fields(cls):
-            value = tree[f.name]
-            if f.name == "metric_sums":
-                value = {k: float(v) for k, v in value.items()}
-            elif f.type in ("int", int):
-                value = int(value)
-            elif f.type in ("float", float):
-                value = float(value)
-            else:
-                value = np.asarray(value)
-            values[f.name] = value
-        return cls(**values)
+def new_loop_state(observation: np.ndarray, key: jax.Array,
+                   metric_names: List[str]) -> LoopState:
+    """The loop state of a run's first step."""
+    return LoopState(
+        env_step=0, episode=0, episode_return=0.0, episode_length=0,
+        observation=observation, key=np.asarray(key), num_updates=0,
+        metric_sums={k: 0.0 for k in metric_names}, metric_count=0,
+        last_episode_return=float("nan"), last_eval_return=float("nan"),
+        wall_time=0.0)
 
 
-def evaluation_seed(seed: int, env_step: int) -> int:
-    """The eval env's seed for the evaluation at `env_step` (resume-proof)."""
-    return int(np.random.SeedSequence([seed, 1, env_step]).generate_state(1)[0])
-
-
-def evaluate(env, act_fn, state, num_episodes: int) -> List[float]:
-    """Returns of `num_episodes` episodes with the deterministic policy."""
-    returns = []
-    for _ in range(num_episodes):
-        obs, total = env.reset(), 0.0
-        while True:
-            action = np.asarray(act_fn(state, obs[None], EVAL_KEY,
-                                       deterministic=True)[0])
-            result = env.step(action)
-            total += result.reward
-            if result.terminated or result.truncated:
-                break
-            obs = result.observation
-        returns.append(total)
-    return returns
+def prepare_run_workdir(settings: RunSettings, argv: Optional[List[str]]
+                        ) -> str:
+    """Creates the workdir, writes config.json; returns its absolute path."""
+    prepare_workdir(settings.workdir, {
+        "flat_config": settings.flat_config(),
+        "agent_config_class": type(settings.resolved_agent_config()).__name__,
+        "versions": run_io.versions(),
+        "command": argv,
+    }, settings.overwrite, RESUMABLE_CHANGES)
+    return os.path.abspath(settings.workdir)
 
 
 class _Run:
-    """One session of a run: its environments, agent, learner and outputs."""
+    """One session of a run: its environments, agent, learner and outputs.
+
+    `experiments.seeds_loop` subclasses it for N seeds; `run` (the phases'
+    order, preemption) and `checkpoint` serve both.
+    """
 
     def __init__(self, settings: RunSettings, argv: Optional[List[str]]):
         self.settings = settings
         self.spec = agents.get_agent(settings.agent)
         agent_config = settings.resolved_agent_config()
-        self.workdir = os.path.abspath(settings.workdir)
-        prepare_workdir(settings.workdir, {
-            "flat_config": settings.flat_config(),
-            "agent_config_class": type(agent_config).__name__,
-            "versions": run_io.versions(),
-            "command": argv,
-        }, settings.overwrite, RESUMABLE_CHANGES)
+        self.workdir = prepare_run_workdir(settings, argv)
         self.env = registry.make_env(settings.env, settings.seed)
         self.eval_env = registry.make_env(settings.env, settings.seed + 1)
         self.obs_dim = self.env.observation_size
@@ -180,23 +156,25 @@ class _Run:
         self.learner = learners.make_learner(
             self.spec, agent_config, self.obs_dim, self.act_dim,
             settings.replay_size, settings.batch_size, settings.seed_steps)
-        self.loop = LoopState(
-            env_step=0, episode=0, episode_return=0.0, episode_length=0,
-            observation=self.env.reset(), key=np.asarray(loop_key),
-            num_updates=0,
-            metric_sums={k: 0.0 for k in
-                         self.learner.metric_names(self.state)},
-            metric_count=0, last_episode_return=float("nan"),
-            last_eval_return=float("nan"), wall_time=0.0)
+        self.loop = new_loop_state(self.env.reset(), loop_key,
+                                   self.learner.metric_names(self.state))
         self.checkpointer = Checkpointer(os.path.join(self.workdir,
                                                       "checkpoints"))
         resume_step = self._restore()
         self.outputs = Outputs(self.workdir,
                                f"{settings.agent} on {settings.env}",
                                resume_step)
+        self.start_session()
+
+    def start_session(self) -> None:
         self.session_start = time.time()
         self.interval = [self.session_start, 0, 0]  # time, steps, updates
         self.row = [self.session_start, 0, 0]
+
+    @property
+    def loops(self) -> List[LoopState]:
+        """The loop state of each seed."""
+        return [self.loop]
 
     def _tree(self) -> Dict[str, Any]:
         return {"agent": self.state, self.learner.data_name: self.learner.data,
@@ -215,20 +193,25 @@ class _Run:
         print(f"resuming from step {step} ({self.workdir})", flush=True)
         return step
 
-    def _learn_failed(self, bad: Dict[str, float]) -> NonFiniteLossError:
+    def close_outputs(self) -> None:
         self.outputs.close()
+
+    def _learn_failed(self, bad: Dict[str, float], where: str = ""
+                      ) -> NonFiniteLossError:
+        self.close_outputs()
         last = self.checkpointer.latest_step()
+        loop = self.loops[0]
         return NonFiniteLossError(
-            f"Non-finite loss at env step {self.loop.env_step + 1} (update "
-            f"{self.loop.num_updates + 1}): "
+            f"Non-finite loss{where} at env step {loop.env_step + 1} (update "
+            f"{loop.num_updates + 1}): "
             + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
             + ". Stopping. The last good checkpoint is "
             + (self.checkpointer.path(last) if last is not None else
                "none (no checkpoint was written yet)") + ".")
 
-    def step(self) -> bool:
-        """One env step and whatever learning it triggers; True at an
-        episode end."""
+    def step(self) -> None:
+        """One env step, whatever learning it triggers, and the episode's
+        end if it ends."""
         loop = self.loop
         key, act_key, update_key = jax.random.split(loop.key, 3)
         loop.key = np.asarray(key)
@@ -246,57 +229,33 @@ class _Run:
             bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
             if bad:
                 raise self._learn_failed(bad)
-            loop.num_updates += 1
+            loop.add_metrics(metrics)
             self.interval[2] += 1
             self.row[2] += 1
-            for k, v in metrics.items():
-                loop.metric_sums[k] += v
-            loop.metric_count += 1
-        loop.env_step += 1
+        loop.advance(result.reward, result.observation)
         self.interval[1] += 1
         self.row[1] += 1
-        loop.episode_return += result.reward
-        loop.episode_length += 1
-        loop.observation = result.observation
-        return done
+        if done:
+            self.end_episode(time.time())
 
     def end_episode(self, now: float) -> None:
         """Writes the train row of the finished episode and resets the env."""
-        loop = self.loop
-        row = {"kind": "train", "step": loop.env_step, "episode": loop.episode,
-               "episode_return": loop.episode_return,
-               "episode_length": loop.episode_length,
-               "num_updates": loop.num_updates}
-        if loop.metric_count:
-            row.update({k: v / loop.metric_count
-                        for k, v in sorted(loop.metric_sums.items())})
         elapsed = max(now - self.row[0], 1e-9)
-        row.update(env_steps_per_sec=self.row[1] / elapsed,
-                   updates_per_sec=self.row[2] / elapsed,
-                   wall_time=loop.wall_time + now - self.session_start)
-        self.outputs.write(row)
+        rates = dict(env_steps_per_sec=self.row[1] / elapsed,
+                     updates_per_sec=self.row[2] / elapsed)
+        self.outputs.write(self.loop.end_episode(
+            rates, self.loop.wall_time + now - self.session_start,
+            self.env.reset()))
         self.row = [now, 0, 0]
-        loop.last_episode_return = loop.episode_return
-        loop.metric_sums = {k: 0.0 for k in loop.metric_sums}
-        loop.metric_count = 0
-        loop.episode += 1
-        loop.episode_return, loop.episode_length = 0.0, 0
-        loop.observation = self.env.reset()
 
     def evaluate(self) -> None:
         step, start = self.loop.env_step, time.time()
         self.eval_env.seed(evaluation_seed(self.settings.seed, step))
         returns = evaluate(self.eval_env, self.learner.act_fn, self.state,
                            self.settings.eval_episodes)
-        self.loop.last_eval_return = float(np.mean(returns))
         now = time.time()
-        self.outputs.write({
-            "kind": "eval", "step": step, "num_updates": self.loop.num_updates,
-            "eval_return_mean": float(np.mean(returns)),
-            "eval_return_std": float(np.std(returns)),
-            "eval_returns": [float(r) for r in returns],
-            "eval_seconds": now - start,
-            "wall_time": self.loop.wall_time + now - self.session_start})
+        self.outputs.write(self.loop.eval_row(
+            returns, now - start, self.loop.wall_time + now - self.session_start))
         self.outputs.plot()
         print(f"[eval] step {step}: return {np.mean(returns):.1f} ± "
               f"{np.std(returns):.1f} over {len(returns)} episodes",
@@ -316,49 +275,17 @@ class _Run:
         self.interval = [now, 0, 0]
 
     def checkpoint(self) -> None:
-        saved_wall = self.loop.wall_time
-        self.loop.wall_time = saved_wall + time.time() - self.session_start
-        self.checkpointer.save(self.loop.env_step, self._tree())
-        self.loop.wall_time = saved_wall
+        saved = [loop.wall_time for loop in self.loops]
+        elapsed = time.time() - self.session_start
+        for loop, wall in zip(self.loops, saved):
+            loop.wall_time = wall + elapsed
+        self.checkpointer.save(self.loops[0].env_step, self._tree())
+        for loop, wall in zip(self.loops, saved):
+            loop.wall_time = wall
 
-    def run(self, stop: recovery.StopSignals) -> Dict[str, Any]:
-        """Steps to `max_steps`, or until `stop` is requested: then after the
-        current step, checkpoints it like a periodic checkpoint and prints
-        one line. Returns the summary of `train`."""
-        s = self.settings
-        if self.loop.env_step >= s.max_steps:
-            print(f"Run already at step {self.loop.env_step} >= --max_steps="
-                  f"{s.max_steps}; raise --max_steps to continue.")
-        else:
-            print(f"Training {s.agent} on {s.env} (obs {self.obs_dim}, act "
-                  f"{self.act_dim}) from step {self.loop.env_step} to "
-                  f"{s.max_steps}; outputs in {self.workdir}", flush=True)
-            if self.spec.on_policy and s.seed_steps:
-                print(f"Note: {s.agent} is on-policy; --seed_steps does not "
-                      "apply (it acts with its policy from the first step).",
-                      flush=True)
-        while self.loop.env_step < s.max_steps and not stop.requested:
-            done = self.step()
-            step, now = self.loop.env_step, time.time()
-            if done:
-                self.end_episode(now)
-            if step % s.eval_every == 0 or step == s.max_steps:
-                self.evaluate()
-            if step % s.log_interval == 0:
-                self.log_progress(time.time())
-            if step % s.checkpoint_every == 0 or step == s.max_steps:
-                self.checkpoint()
-        # A stop request after the last step changes nothing: the run is done.
-        stopped_by = (stop.signum if self.loop.env_step < s.max_steps
-                      else None)
-        if stopped_by is not None:
-            if self.checkpointer.latest_step() != self.loop.env_step:
-                self.checkpoint()
-            print(f"preempted at step {self.loop.env_step}; rerun the same "
-                  "command to resume", file=sys.stderr, flush=True)
-        curve = None if stopped_by is not None else self.outputs.plot()
-        self.outputs.close()
-        self.checkpointer.close()
+    def summary(self, stopped_by: Optional[int], curve: Optional[str]
+                ) -> Dict[str, Any]:
+        """The summary `train` returns."""
         evals = [r for r in self.outputs.log.rows() if r["kind"] == "eval"]
         return {
             "workdir": self.workdir,
@@ -372,6 +299,51 @@ class _Run:
             "state": self.state,
             "stopped_by": stopped_by,
         }
+
+    def finish(self, stopped: bool) -> Optional[str]:
+        """Final plot (unless stopped) and closed outputs; the plot's path."""
+        curve = None if stopped else self.outputs.plot()
+        self.outputs.close()
+        return curve
+
+    def run(self, stop: recovery.StopSignals) -> Dict[str, Any]:
+        """Steps to `max_steps`, or until `stop` is requested: then after the
+        current step, checkpoints it like a periodic checkpoint and prints
+        one line. Returns the summary of `train`."""
+        s, first = self.settings, self.loops[0]
+        seeds = (f" x {s.num_seeds} seeds ({s.seed}..{s.seed + s.num_seeds - 1})"
+                 if s.num_seeds > 1 else "")
+        if first.env_step >= s.max_steps:
+            print(f"Run already at step {first.env_step} >= --max_steps="
+                  f"{s.max_steps}; raise --max_steps to continue.")
+        else:
+            print(f"Training {s.agent} on {s.env}{seeds} (obs {self.obs_dim}, "
+                  f"act {self.act_dim}) from step {first.env_step} to "
+                  f"{s.max_steps}; outputs in {self.workdir}", flush=True)
+            if self.spec.on_policy and s.seed_steps:
+                print(f"Note: {s.agent} is on-policy; --seed_steps does not "
+                      "apply (it acts with its policy from the first step).",
+                      flush=True)
+        while first.env_step < s.max_steps and not stop.requested:
+            self.step()
+            step = first.env_step
+            if step % s.eval_every == 0 or step == s.max_steps:
+                self.evaluate()
+            if step % s.log_interval == 0:
+                self.log_progress(time.time())
+            if step % s.checkpoint_every == 0 or step == s.max_steps:
+                self.checkpoint()
+        # A stop request after the last step changes nothing: the run is done.
+        stopped_by = (stop.signum if first.env_step < s.max_steps
+                      else None)
+        if stopped_by is not None:
+            if self.checkpointer.latest_step() != first.env_step:
+                self.checkpoint()
+            print(f"preempted at step {first.env_step}; rerun the same "
+                  "command to resume", file=sys.stderr, flush=True)
+        curve = self.finish(stopped_by is not None)
+        self.checkpointer.close()
+        return self.summary(stopped_by, curve)
 
 
 def train(settings: RunSettings, argv: Optional[List[str]] = None
@@ -391,5 +363,10 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
       NonFiniteLossError: a loss became NaN/inf (the last checkpoint is kept).
     """
     settings.validate()
+    if settings.num_seeds > 1:
+        from experiments import seeds_loop  # It builds on this module.
+        run_cls = seeds_loop.SeedsRun
+    else:
+        run_cls = _Run
     with recovery.StopSignals() as stop:
-        return _Run(settings, argv).run(stop)
+        return run_cls(settings, argv).run(stop)

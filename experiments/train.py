@@ -23,6 +23,12 @@ is intact the binary prints one line and exits with 1, touching none.
 
 Outputs under `--workdir`: config.json, metrics.jsonl (train and eval rows),
 tensorboard/, learning_curve.png and checkpoints/.
+
+`--num_seeds=N` trains seeds `--seed`, ..., `--seed + N - 1` in one process:
+N host environments stepped in lockstep and one vmapped `act` / `update` over
+the seeds per step (`experiments.seeds_loop`); each seed's outputs go to
+`<workdir>/seed_<i>/`, one checkpoint holds them all, and resume works as
+above. `--shard_seeds` spreads the seeds over all devices.
 """
 
 import dataclasses
@@ -66,6 +72,15 @@ _LOG_INTERVAL = flags.DEFINE_integer("log_interval", _DEFAULTS.log_interval,
                                      "Env steps between progress lines.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder; default runs/<agent>_<env>_seed<seed>.")
+_NUM_SEEDS = flags.DEFINE_integer(
+    "num_seeds", _DEFAULTS.num_seeds,
+    "Seeds run at once in this process (seeds --seed .. --seed + N - 1): N "
+    "host environments, one vmapped act/update per step; outputs per seed "
+    "in <workdir>/seed_<i>/, one checkpoint for all.")
+_SHARD_SEEDS = flags.DEFINE_boolean(
+    "shard_seeds", _DEFAULTS.shard_seeds,
+    "Spread the seeds over all devices (--num_seeds divisible by their "
+    "count).")
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Discard a different run found in --workdir.")
 
@@ -83,7 +98,8 @@ _AGENT_FLAGS = config_flags.define_config_flags(CONFIG_CLASSES)
 
 
 _RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _BATCH_SIZE, _REPLAY_SIZE,
-              _EVAL_EVERY, _EVAL_EPISODES, _CHECKPOINT_EVERY, _LOG_INTERVAL)
+              _EVAL_EVERY, _EVAL_EPISODES, _CHECKPOINT_EVERY, _LOG_INTERVAL,
+              _NUM_SEEDS, _SHARD_SEEDS)
 
 
 def _from_config():
@@ -148,11 +164,15 @@ def main(argv):
     if summary["stopped_by"] is not None:  # The loop printed its line.
         sys.exit(128 + summary["stopped_by"])
     final = summary["final_eval_return"]
+    show = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    per_seed = isinstance(final, list)
     print(f"Done: {summary['env_steps']} env steps, {summary['num_updates']} "
-          "updates; final evaluation return "
-          f"{'n/a' if final is None else f'{final:.1f}'}.")
-    print(f"Outputs: {summary['workdir']} (metrics.jsonl, learning_curve.png, "
-          "tensorboard/, checkpoints/, config.json)")
+          f"updates{' per seed' if per_seed else ''}; final evaluation return "
+          + (f"per seed [{', '.join(show(v) for v in final)}]" if per_seed
+             else show(final)) + ".")
+    where = "seed_<i>/{metrics.jsonl, learning_curve.png, tensorboard/}, " \
+        if per_seed else "metrics.jsonl, learning_curve.png, tensorboard/, "
+    print(f"Outputs: {summary['workdir']} ({where}checkpoints/, config.json)")
 
 
 if __name__ == "__main__":
