@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 VERSIONED_PACKAGES = ("dqs-jax", "jax", "jaxlib", "flax", "optax", "chex",
                       "distrax", "dm_control", "mujoco", "numpy",
-                      "orbax-checkpoint")
+                      "orbax-checkpoint", "gymnasium", "gymnasium-robotics")
 
 
 def versions() -> Dict[str, str]:

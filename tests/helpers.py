@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dqs_jax.envs import maze_geometry
 from dqs_jax.types import Batch
 
 
@@ -50,3 +51,19 @@ def assert_same_steps(ref, out):
                                       err_msg=f"step {i}")
         assert a.reward == b.reward, f"step {i}: {a.reward} != {b.reward}"
         assert a[2:] == b[2:], f"step {i}"
+
+
+def cells_path(*cells):
+    """`[T, 2]` maze positions through the centres of consecutive cells."""
+    return maze_geometry.cell_to_xy(np.array(cells))
+
+
+# Paths of the two-goal maze from the start cell (4, 4), 7 or 8 points.
+START = (4, 4)
+TOP_ROW = cells_path(START, (3, 4), (2, 4), (1, 4), (1, 3), (1, 2), (1, 1))
+LEFT_COLUMN = cells_path(START, (4, 3), (4, 2), (4, 1), (3, 1), (2, 1),
+                         (1, 1))
+BOTTOM_RIGHT = cells_path(START, (4, 5), (4, 6), (4, 7), (5, 7), (6, 7),
+                          (7, 7))
+NOWHERE = cells_path(START, (4, 3), (4, 2), (4, 1), (5, 1), (6, 1), (7, 1),
+                     (7, 2))

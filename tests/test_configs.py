@@ -10,7 +10,7 @@ import pytest
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
 from experiments import online_loop
-from experiments.configs import common, dmc, gmm
+from experiments.configs import common, dmc, gmm, maze
 
 
 def test_dmc_config_is_the_code_defaults():
@@ -37,6 +37,33 @@ def test_gmm_config_is_the_binary_preset():
     assert gmm.get_config("paper").num_mc_samples == 1000
     with pytest.raises(ValueError, match="preset"):
         gmm.get_config("tpu")
+
+
+def test_maze_config_is_the_binary_preset(monkeypatch):
+    from ml_collections import config_flags as ml_config_flags
+    from experiments import maze_settings
+    assert maze.get_config().to_dict() == maze.PRESETS["cpu"]
+    with pytest.raises(ValueError, match="preset"):
+        maze.get_config("tpu")
+    for name, preset in maze.PRESETS.items():
+        assert set(preset) == set(maze.FIELDS), name
+        assert maze_settings.resolve(preset)["agents"] == preset["agents"]
+    # The paper preset: every agent at its own widths, DQS at its own K.
+    paper = maze.get_config("paper")
+    for name in paper.agents:
+        config = agents.get_agent(name).make_config()
+        assert config.hidden_dims == (paper.hidden_dim,) * 2, name
+    assert paper.num_mc_samples == dqs_agent.DQSConfig().num_mc_samples
+    # Loadable as a config file, fields overridable.
+    values = flags.FlagValues()
+    ml_config_flags.DEFINE_config_file("config", None, "",
+                                       flag_values=values)
+    argv = ["maze", "--config=experiments/configs/maze.py:paper",
+            "--config.num_seeds=2"]
+    monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads it.
+    values(argv)
+    loaded = values.config.to_dict()
+    assert loaded == dict(maze.PRESETS["paper"], num_seeds=2)
 
 
 def _settings(tmp_path, *args):

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from dqs_jax.envs import maze_geometry as geo
+from tests.helpers import (BOTTOM_RIGHT, LEFT_COLUMN, NOWHERE, TOP_ROW,
+                           cells_path)
 
 
 def test_map_and_coordinates():
@@ -15,21 +17,6 @@ def test_map_and_coordinates():
     cells = np.argwhere(~geo.WALLS)
     np.testing.assert_array_equal(geo.xy_to_cell(geo.cell_to_xy(cells)),
                                   cells)
-
-
-def cells_path(*cells):
-    """`[T, 2]` positions through the centres of consecutive cells."""
-    return geo.cell_to_xy(np.array(cells))
-
-
-START = (4, 4)
-TOP_ROW = cells_path(START, (3, 4), (2, 4), (1, 4), (1, 3), (1, 2), (1, 1))
-LEFT_COLUMN = cells_path(START, (4, 3), (4, 2), (4, 1), (3, 1), (2, 1),
-                         (1, 1))
-BOTTOM_RIGHT = cells_path(START, (4, 5), (4, 6), (4, 7), (5, 7), (6, 7),
-                          (7, 7))
-NOWHERE = cells_path(START, (4, 3), (4, 2), (4, 1), (5, 1), (6, 1), (7, 1),
-                     (7, 2))
 
 
 def test_paths_are_made_of_free_neighbouring_cells():

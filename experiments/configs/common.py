@@ -3,7 +3,7 @@
 hyper-parameters."""
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import ml_collections
 
@@ -35,3 +35,15 @@ def experiment_config(agent: str, run: Optional[Dict[str, Any]] = None,
     agent_fields = dataclass_dict(spec.make_config(**(agent_overrides or {})))
     return ml_collections.ConfigDict(
         {"agent_name": agent, "run": run_fields, "agent": agent_fields})
+
+
+def preset_config(presets: Mapping[str, Dict[str, Any]],
+                  preset: Optional[str], default: str = "cpu"
+                  ) -> ml_collections.ConfigDict:
+    """A copy of `presets[preset or default]` as a ConfigDict; ValueError
+    naming the choices for an unknown preset."""
+    name = preset or default
+    if name not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose from "
+                         f"{sorted(presets)}.")
+    return ml_collections.ConfigDict(dict(presets[name]))

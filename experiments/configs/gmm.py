@@ -7,7 +7,7 @@
 The part after `:` names the preset (default cpu).
 """
 
-import ml_collections
+from experiments.configs import common
 
 # Presets: equal budgets for both methods. The DQS temperature (constant)
 # was chosen by a short sweep over {1, 10, 30} on the CPU preset's budget.
@@ -24,7 +24,4 @@ PRESETS = {
 
 
 def get_config(preset: str = "cpu"):
-    if (preset or "cpu") not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from "
-                         f"{sorted(PRESETS)}.")
-    return ml_collections.ConfigDict(dict(PRESETS[preset or "cpu"]))
+    return common.preset_config(PRESETS, preset)
