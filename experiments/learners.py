@@ -9,6 +9,7 @@ stores `rollout_length` transitions in a `Rollout` and then does one
 the run's checkpoints, so a resumed run continues exactly.
 """
 
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -18,6 +19,20 @@ from dqs_jax import agents, replay
 from dqs_jax.types import Batch, PolicyStep, Rollout
 
 EVAL_KEY = jax.random.PRNGKey(0)  # Unused by deterministic policies.
+
+
+@functools.lru_cache(maxsize=None)
+def off_policy_fns(spec: agents.Agent, batch_size: int):
+    """`(act, insert, train_step)` jitted, memoised per agent and batch size
+    so that runs in one process (tests, sweeps) share their compilations."""
+
+    def step(state, buffer, transition, key):
+        buffer = replay.insert(buffer, transition)
+        return agents.train_step(spec, state, buffer, key, batch_size)
+
+    return (jax.jit(spec.act, static_argnames="deterministic"),
+            jax.jit(replay.insert, donate_argnums=0),
+            jax.jit(step, donate_argnums=(0, 1)))
 
 
 class OffPolicyLearner:
@@ -32,14 +47,8 @@ class OffPolicyLearner:
         self.spec, self.act_dim = spec, act_dim
         self.batch_size, self.seed_steps = batch_size, seed_steps
         self.data = replay.init(replay_size, obs_dim, act_dim)
-        self.act_fn = jax.jit(spec.act, static_argnames="deterministic")
-        self._insert = jax.jit(replay.insert, donate_argnums=0)
-
-        def step(state, buffer, transition, key):
-            buffer = replay.insert(buffer, transition)
-            return agents.train_step(spec, state, buffer, key, batch_size)
-
-        self._train_step = jax.jit(step, donate_argnums=(0, 1))
+        self.act_fn, self._insert, self._train_step = off_policy_fns(
+            spec, batch_size)
 
     def restore(self, data: replay.ReplayBuffer) -> None:
         self.data = data

@@ -11,6 +11,7 @@ all devices (`dqs_jax.parallel.shard_seeds`); jitted, vmapped calls then run
 each device's seeds there.
 """
 
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -32,17 +33,41 @@ def unstack_tree(tree: Any, index: int) -> Any:
     return jax.tree_util.tree_map(lambda x: x[index], tree)
 
 
+@functools.lru_cache(maxsize=None)
+def _act_deterministic_fn(spec: agents.Agent):
+    def act_deterministic(state, observation):
+        return spec.act(state, observation[None], EVAL_KEY,
+                        deterministic=True)[0]
+
+    return jax.jit(jax.vmap(act_deterministic))
+
+
+@functools.lru_cache(maxsize=None)
+def _off_policy_fns(spec: agents.Agent, act_dim: int, batch_size: int):
+    """Vmapped, jitted `(uniform, act, insert, train_step)`, memoised like
+    `learners.off_policy_fns`."""
+
+    def uniform(key):
+        return jax.random.uniform(key, (act_dim,), minval=-1.0, maxval=1.0)
+
+    def act(state, observation, key):
+        return spec.act(state, observation[None], key)[0]
+
+    def step(state, buffer, transition, key):
+        buffer = replay.insert(buffer, transition)
+        return agents.train_step(spec, state, buffer, key, batch_size)
+
+    return (jax.jit(jax.vmap(uniform)), jax.jit(jax.vmap(act)),
+            jax.jit(jax.vmap(replay.insert), donate_argnums=0),
+            jax.jit(jax.vmap(step), donate_argnums=(0, 1)))
+
+
 class _SeedsLearner:
     """What both kinds share: placement, deterministic acting, metrics."""
 
     def __init__(self, spec: agents.Agent, num_seeds: int, shard: bool):
         self.spec, self.num_seeds, self.shard = spec, num_seeds, shard
-
-        def act_deterministic(state, observation):
-            return spec.act(state, observation[None], EVAL_KEY,
-                            deterministic=True)[0]
-
-        self._act_deterministic = jax.jit(jax.vmap(act_deterministic))
+        self._act_deterministic = _act_deterministic_fn(spec)
 
     def place(self, tree: Any) -> Any:
         """`tree` (leading seed axis) on the device(s)."""
@@ -74,22 +99,8 @@ class SeedsOffPolicyLearner(_SeedsLearner):
         self.seed_steps = seed_steps
         self.data = self.place(stack_trees(
             [replay.init(replay_size, obs_dim, act_dim)] * num_seeds))
-
-        def uniform(key):
-            return jax.random.uniform(key, (act_dim,), minval=-1.0,
-                                      maxval=1.0)
-
-        def act(state, observation, key):
-            return spec.act(state, observation[None], key)[0]
-
-        def step(state, buffer, transition, key):
-            buffer = replay.insert(buffer, transition)
-            return agents.train_step(spec, state, buffer, key, batch_size)
-
-        self._uniform = jax.jit(jax.vmap(uniform))
-        self._act = jax.jit(jax.vmap(act))
-        self._insert = jax.jit(jax.vmap(replay.insert), donate_argnums=0)
-        self._train_step = jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+        (self._uniform, self._act, self._insert,
+         self._train_step) = _off_policy_fns(spec, act_dim, batch_size)
 
     def metric_names(self, states: Any) -> List[str]:
         _, _, metrics = jax.eval_shape(
