@@ -39,6 +39,7 @@ def _probe_positions() -> Dict[str, np.ndarray]:
 
 PROBES = {name: np.asarray(p, np.float32)
           for name, p in _probe_positions().items()}
+_CORNER = 0.95  # |a_i| above this in both coordinates: a saturated corner.
 COLORS = {"near_mode": "tab:red", "between_modes": "tab:purple",
           "far": "tab:orange"}
 
@@ -76,6 +77,7 @@ class Directions(NamedTuple):
     q_values: np.ndarray  # [seeds, S, G] Q(s, u(theta))
     sampled: np.ndarray  # [seeds, S, N] policy directions atan2(a)
     action_norm: np.ndarray  # [seeds, S] mean |a| of the policy's actions
+    corner_fraction: np.ndarray  # [seeds, S] actions with both |a_i| > 0.95
     temperature: np.ndarray  # [seeds]
     tv: np.ndarray  # [seeds, S] policy histogram vs critic density
     tv_floor: np.ndarray  # [seeds, S] the same for exact draws
@@ -105,17 +107,23 @@ def directions(agent_states, key, num_angles: int = 72,
         actions = dqs_agent.act(state, jnp.repeat(probes, num_samples, 0),
                                 act_key).reshape(num_probes, num_samples, 2)
         sampled = dd.direction_angles(actions)
-        return (critic.density, half.density, critic.q_values, sampled,
-                jnp.mean(jnp.linalg.norm(actions, axis=-1), axis=-1),
-                temperature, dd.total_variation(critic.density, sampled),
-                dd.sampling_floor(floor_key, critic.density, num_samples),
-                dd.count_modes(critic.density))
+        return dict(
+            density=critic.density, density_half=half.density,
+            q_values=critic.q_values, sampled=sampled,
+            action_norm=jnp.mean(jnp.linalg.norm(actions, axis=-1), -1),
+            corner_fraction=jnp.mean(
+                jnp.all(jnp.abs(actions) > _CORNER, axis=-1), -1),
+            temperature=temperature,
+            tv=dd.total_variation(critic.density, sampled),
+            tv_floor=dd.sampling_floor(floor_key, critic.density,
+                                       num_samples),
+            critic_modes=dd.count_modes(critic.density))
 
     num_seeds = jax.tree_util.tree_leaves(agent_states)[0].shape[0]
     out = jax.jit(jax.vmap(one_seed))(agent_states,
                                       jax.random.split(key, num_seeds))
-    return Directions(np.asarray(dd.angle_grid(num_angles)),
-                      *(np.asarray(x) for x in out))
+    return Directions(angles=np.asarray(dd.angle_grid(num_angles)),
+                      **{k: np.asarray(v) for k, v in out.items()})
 
 
 def summary(d: Directions) -> dict:
@@ -134,6 +142,7 @@ def summary(d: Directions) -> dict:
                 ((q_max - q_min)[:, i] / d.temperature).tolist(),
             "radial_tv": radial[:, i].tolist(),
             "action_norm_mean": d.action_norm[:, i].tolist(),
+            "corner_fraction": d.corner_fraction[:, i].tolist(),
         }
     return {"temperature": d.temperature.tolist(),
             "num_angles": int(d.angles.size),
@@ -144,7 +153,10 @@ def summary(d: Directions) -> dict:
                      "and exp(Q(s, u(theta))/alpha) on the same bins (tv_floor"
                      ": what exact draws score); critic_modes: bumps above "
                      "10% of the peak; radial_tv: the critic's density at "
-                     "|a| = 0.5 vs 1 (0 for a ray-constant critic)."}
+                     "|a| = 0.5 vs 1 (0 for a ray-constant critic); "
+                     "corner_fraction: policy actions with both |a_i| > "
+                     f"{_CORNER} (tanh saturated: a diagonal direction "
+                     "whatever the critic; 0.0025 for uniform actions)."}
 
 
 def mark_probes(ax) -> None:
@@ -155,7 +167,7 @@ def mark_probes(ax) -> None:
 
 def direction_panel(ax, d: Directions) -> None:
     """Seed 0: each probe's critic density (line) and the policy's
-    direction histogram (steps), per radian."""
+    direction histogram (filled), both per radian."""
     width = 2 * np.pi / d.angles.size
     edges = np.concatenate([d.angles - width / 2, [np.pi]])
     for i, name in enumerate(PROBES):

@@ -69,9 +69,9 @@ def test_von_mises_density_matches_closed_form():
                                atol=1e-7)
     np.testing.assert_allclose(
         np.sum(result.density, axis=-1) * 2 * np.pi / G, 1.0, atol=1e-5)
-    np.testing.assert_allclose(
-        result.q_values, ALPHA * KAPPAS[:, None] * np.cos(theta - MUS[:, None]),
-        rtol=1e-5, atol=1e-4)
+    expected_q = ALPHA * KAPPAS[:, None] * np.cos(theta - MUS[:, None])
+    np.testing.assert_allclose(result.q_values, expected_q, rtol=1e-5,
+                               atol=1e-4)
     # This critic is constant along rays: any radius gives the same density.
     np.testing.assert_allclose(half, result.density, rtol=1e-5)
     # Doubling the temperature halves the concentration.
