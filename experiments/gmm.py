@@ -12,9 +12,16 @@ distance of the ground-truth samples, the same for every method) and mode
 coverage (components with a final position within 3 std of their mean).
 
 Writes under `--workdir`: results.json (per method and seed, mean ± std,
-wall times), final_positions.npz, and gmm_figure.png (contours with
-ground-truth samples, each method's final positions, and the log-partition
-heat map of the DQS critic, as in the paper's Fig. 2).
+wall times; with DQS, `direction_diagnostic`), final_positions.npz, and
+gmm_figure.png (contours with ground-truth samples, each method's final
+positions, and the log-partition heat map of the DQS critic, as in the
+paper's Fig. 2; with DQS a fifth panel: at three fixed states, the critic's
+Boltzmann density over directions against the policy's sampled directions,
+`experiments.gmm_diagnostics`).
+
+DQS's temperature is constant (`--dqs_temperature`) or, with
+`--dqs_temperature_anneal_steps=T > 0`, annealed log-linearly from
+`--dqs_temperature` to `--dqs_final_temperature` over T updates.
 
 Every agent gets the preset's widths (`--hidden_dim`) and its own defaults
 otherwise; on-policy agents (PPO) collect `--rollout_length` steps per
@@ -33,9 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agents, loop, metrics, score_targets
-from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
-from experiments import plotting, run_io
+from experiments import gmm_diagnostics, plotting, run_io
 from experiments.configs.gmm import PRESETS  # The defaults.
 
 _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
@@ -76,8 +82,11 @@ def settings() -> dict:
             raise app.UsageError(f"--{name} must be >= 1, got {s[name]}.")
     if not 0 <= s["seed_steps"] <= s["num_steps"]:
         raise app.UsageError("--seed_steps must be in [0, num_steps].")
-    if s["dqs_temperature"] <= 0:
-        raise app.UsageError("--dqs_temperature must be > 0.")
+    if s["dqs_temperature"] <= 0 or s["dqs_final_temperature"] <= 0:
+        raise app.UsageError("--dqs_temperature and --dqs_final_temperature "
+                             "must be > 0.")
+    if s["dqs_temperature_anneal_steps"] < 0:
+        raise app.UsageError("--dqs_temperature_anneal_steps must be >= 0.")
     unknown = set(_METHODS.value) - set(agents.agent_names())
     if unknown or not _METHODS.value:
         raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose "
@@ -94,17 +103,21 @@ def settings() -> dict:
 
 def agent_config(method: str, s: dict):
     """`method`'s config: its defaults, the preset's widths, DQS's K and
-    temperature, the on-policy rollout length."""
+    temperature (constant, or annealed when `dqs_temperature_anneal_steps >
+    0`), the on-policy rollout length."""
     spec = agents.get_agent(method)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     hidden = (s["hidden_dim"],) * 2
     overrides = {k: hidden for k in ("hidden_dims", "critic_hidden_dims")
                  if k in fields}
     if method == "dqs":
+        anneal = s["dqs_temperature_anneal_steps"]
         overrides.update(num_mc_samples=s["num_mc_samples"],
                          num_sampling_steps=s["num_sampling_steps"],
                          init_temperature=s["dqs_temperature"],
-                         final_temperature=s["dqs_temperature"],
+                         final_temperature=s["dqs_final_temperature"]
+                         if anneal else s["dqs_temperature"],
+                         temperature_anneal_steps=anneal,
                          estimator=_ESTIMATOR.value)
         if _ESTIMATOR.value == "adaptive":
             overrides["stratified_times"] = True
@@ -176,34 +189,20 @@ def evaluate_method(method: str, state, s: dict, key: jax.Array,
     }
 
 
-def log_partition_map(state, key, resolution: int = 60):
-    """`log ∫ exp(Q(s, a) / alpha) da` of seed 0's DQS critic on a grid."""
-    params = jax.tree_util.tree_map(lambda x: x[0], state.agent_state)
-    energy = energy_q(params.config, params.critic_params)
-
-    def q_fn(states, actions):
-        return energy(states, actions[:, None])[:, 0]
-
-    xs = np.linspace(-gmm.BOX, gmm.BOX, resolution, dtype=np.float32)
-    grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
-    values = jax.jit(lambda g, k: metrics.log_partition(
-        q_fn, g, params.temperature, k, num_actions=256))(grid, key)
-    return xs, np.asarray(values).reshape(resolution, resolution)
-
-
 _COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
            "tab:olive", "tab:cyan", "tab:gray")
 
 
-def figure(path, ground_truth, results, log_z):
-    """Ground truth, each method's final states (seed 0) and the DQS
-    critic's log-partition map, one panel each."""
+def figure(path, ground_truth, results, log_z, directions):
+    """Ground truth, each method's final states (seed 0), the DQS critic's
+    log-partition map and its direction diagnostic, one panel each (the
+    last two only with DQS)."""
     panels = [("Ground truth", ground_truth, "tab:green")]
     for (method, r), color in zip(results.items(), _COLORS):
         panels.append((f"{method.upper()} final states (seed 0): MMD "
                        f"{r['mmd'][0]:.4f}, {r['coverage'][0]}/40 modes",
                        r["positions"][0], color))
-    num = len(panels) + (log_z is not None)
+    num = len(panels) + (log_z is not None) + (directions is not None)
     fig, axes = plotting.plt.subplots(1, num, figsize=(5 * num, 5),
                                       squeeze=False)
     axes = axes[0]
@@ -215,11 +214,16 @@ def figure(path, ground_truth, results, log_z):
         plotting.scatter(ax, points, color=color, size=4)
         ax.set_title(title, fontsize=10)
     if log_z is not None:
+        ax = axes[len(panels)]
         xs, values = log_z
-        image = axes[-1].imshow(values, origin="lower", cmap="viridis",
-                                extent=(xs[0], xs[-1], xs[0], xs[-1]))
-        fig.colorbar(image, ax=axes[-1], fraction=0.046)
-        axes[-1].set_title("DQS log partition log ∫exp(Q/α)da", fontsize=10)
+        image = ax.imshow(values, origin="lower", cmap="viridis",
+                          extent=(xs[0], xs[-1], xs[0], xs[-1]))
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        gmm_diagnostics.mark_probes(ax)
+        ax.set_title("DQS log partition log ∫exp(Q/α)da (x: probe states)",
+                     fontsize=10)
+    if directions is not None:
+        gmm_diagnostics.direction_panel(axes[-1], directions)
     return plotting.save(fig, path)
 
 
@@ -230,6 +234,7 @@ def main(argv):
     root = jax.random.PRNGKey(_SEED.value)
     gt_key, eval_key, logz_key, *method_keys = jax.random.split(
         root, 3 + len(_METHODS.value))
+    directions_key = jax.random.fold_in(logz_key, 1)
     ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
     bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
     print(f"GMM-40 experiment, preset {_PRESET.value}: {s}", flush=True)
@@ -277,15 +282,25 @@ def main(argv):
             a < b for a, b in zip(d["mmd"], c["mmd"]))
         summary["dqs_more_modes_every_seed"] = all(
             a > b for a, b in zip(d["coverage"], c["coverage"]))
+    log_z = directions = None
+    if "dqs" in states:
+        log_z = gmm_diagnostics.log_partition_map(states["dqs"].agent_state,
+                                                  logz_key)
+        directions = gmm_diagnostics.directions(states["dqs"].agent_state,
+                                                directions_key)
+        summary["direction_diagnostic"] = gmm_diagnostics.summary(directions)
+        for name, r in summary["direction_diagnostic"]["states"].items():
+            print(f"[dqs] directions at {name}: TV {np.round(r['tv'], 3)} "
+                  f"(floor {np.round(r['tv_floor'], 3)}), critic modes "
+                  f"{r['critic_modes']}, Q range / alpha "
+                  f"{np.round(r['q_range_over_temperature'], 1)}", flush=True)
     results_path = os.path.join(_WORKDIR.value, "results.json")
     run_io.write_json(results_path, summary)
     np.savez(os.path.join(_WORKDIR.value, "final_positions.npz"),
              ground_truth=np.asarray(ground_truth),
              **{m: r["positions"] for m, r in results.items()})
-    log_z = (log_partition_map(states["dqs"], logz_key)
-             if "dqs" in states else None)
     png = figure(os.path.join(_WORKDIR.value, "gmm_figure.png"),
-                 np.asarray(ground_truth), results, log_z)
+                 np.asarray(ground_truth), results, log_z, directions)
     print(json.dumps(summary["methods"], indent=1))
     print(f"Wrote {os.path.abspath(results_path)} and {png}")
 
