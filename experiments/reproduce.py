@@ -30,6 +30,16 @@ Presets (`PRESETS`):
   run`'s sizes (128-unit networks, batch 128, K = 32): about 45 minutes on
   2 cores (DQS ~20 ms per step, SAC ~7 ms); it shows the early phase of
   the curve where the paper reports its largest gap.
+- `parity` (issue 14): `dqs@reference` (this library's defaults, the
+  authors' orthogonal init and GELU input activation) against
+  `dqs@previous` (LeCun-normal init, no input activation) on
+  `cheetah-run` and `walker-walk`, 5 seeds, 30k steps, evaluation every 5k
+  with 10 episodes, `make run`'s sizes: 20 DQS runs of ~10 min on 2 cores.
+
+An agent may be given as `agent@variant` (the `parity` preset's agents):
+`--agent=agent` plus the flags the preset lists for that variant, in the
+run folder `<workdir>/agent@variant/...`; reports show each label as an
+agent.
 """
 
 import os

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 
@@ -33,7 +33,28 @@ PRESETS: Dict[str, Dict] = {
                 seeds=(0, 1, 2), max_steps=20_000, eval_every=2_500,
                 eval_episodes=5, flags=("--seed_steps=2000",) + _SMALL_NETS,
                 agent_flags={"dqs": ("--num_mc_samples=32",)}),
+    # Issue 14: DQS with the reference implementation's network details
+    # (this library's defaults) against the previous ones, at the CPU
+    # config of the issue's table, 5 seeds, on two tasks that learn within
+    # 30k CPU steps.
+    "parity": dict(tasks=("dmc:cheetah-run", "dmc:walker-walk"),
+                   agents=("dqs@reference", "dqs@previous"),
+                   seeds=(0, 1, 2, 3, 4), max_steps=30_000, eval_every=5_000,
+                   eval_episodes=10,
+                   flags=("--seed_steps=2000",) + _SMALL_NETS,
+                   agent_flags={"dqs": ("--num_mc_samples=32",
+                                        "--num_sampling_steps=20")},
+                   variants={"reference": (),
+                             "previous": ("--kernel_init=lecun_normal",
+                                          "--score_input_activation=none")}),
 }
+VARIANT_SEP = "@"
+
+
+def split_label(label: str) -> Tuple[str, str]:
+    """`(agent, variant)` of a sweep label `agent` or `agent@variant`."""
+    agent, _, variant = label.partition(VARIANT_SEP)
+    return agent, variant
 
 def resolve(preset: str, tasks: Optional[Sequence[str]] = None,
             agent_names: Optional[Sequence[str]] = None,
@@ -45,10 +66,19 @@ def resolve(preset: str, tasks: Optional[Sequence[str]] = None,
         spec["tasks"] = tuple(tasks)
     spec["agents"] = tuple(agent_names or spec["agents"]
                            or agents.agent_names())
-    unknown = sorted(set(spec["agents"]) - set(agents.agent_names()))
+    spec.setdefault("variants", {})
+    unknown = sorted({split_label(a)[0] for a in spec["agents"]}
+                     - set(agents.agent_names()))
     if unknown:
         raise app.UsageError(f"unknown agents {unknown}; choose from "
                              f"{agents.agent_names()}.")
+    bad = sorted(a for a in spec["agents"]
+                 if split_label(a)[1] and split_label(a)[1]
+                 not in spec["variants"])
+    if bad:
+        raise app.UsageError(
+            f"unknown variants {bad}; the {preset} preset defines "
+            f"{sorted(spec['variants']) or 'none'} (agent@variant).")
     if seeds:
         if not all(s.isdigit() for s in seeds):
             raise app.UsageError(f"--seeds must be integers, got {seeds}.")
@@ -62,20 +92,24 @@ def resolve(preset: str, tasks: Optional[Sequence[str]] = None,
 
 def commands(spec: Dict, workdir: str, extra: Sequence[str] = ()
              ) -> List[Dict]:
-    """One `{agent, env, seed, workdir, cmd}` per run of the sweep."""
+    """One `{agent, env, seed, workdir, cmd}` per run of the sweep; `agent`
+    is the label (`agent@variant` adds the preset's flags of that variant
+    and has its own folder)."""
     runs = []
     for env in spec["tasks"]:
-        for agent in spec["agents"]:
+        for label in spec["agents"]:
+            agent, variant = split_label(label)
             for seed in spec["seeds"]:
-                run = run_io.sweep_run_dir(workdir, agent, env, seed)
+                run = run_io.sweep_run_dir(workdir, label, env, seed)
                 cmd = [sys.executable, "-m", "experiments.train",
                        f"--agent={agent}", f"--env={env}", f"--seed={seed}",
                        f"--max_steps={spec['max_steps']}",
                        f"--eval_every={spec['eval_every']}",
                        f"--eval_episodes={spec['eval_episodes']}",
                        f"--workdir={run}", *spec["flags"],
-                       *spec["agent_flags"].get(agent, ()), *extra]
-                runs.append(dict(agent=agent, env=env, seed=seed,
+                       *spec["agent_flags"].get(agent, ()),
+                       *spec.get("variants", {}).get(variant, ()), *extra]
+                runs.append(dict(agent=label, env=env, seed=seed,
                                  workdir=run, cmd=cmd))
     return runs
 

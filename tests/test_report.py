@@ -195,3 +195,27 @@ def test_missing_or_empty_sweep_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="report: no run with evaluation"):
         report_writer.run(str(tmp_path / "empty"), str(tmp_path / "o"),
                           [100000], 10, 0)
+
+
+def test_variant_labels_are_agents_without_paper_numbers(tmp_path):
+    """A sweep of `dqs@reference` / `dqs@previous` (the parity preset)
+    reports each label as an agent; the paper has no number for them."""
+    sweep = tmp_path / "sweep"
+    labels = ["dqs@reference", "dqs@previous"]
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(json.dumps({
+        "tasks": ["dmc:cheetah-run"], "agents": labels, "seeds": [0, 1],
+        "max_steps": 10000}))
+    for i, label in enumerate(labels):
+        for seed in range(2):
+            _write_run(str(sweep / label / "dmc_cheetah-run" / f"seed_{seed}"),
+                       [5000, 10000], [100 * i + seed, 100 * i + 10 + seed])
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.report", f"--sweep={sweep}",
+         "--steps=10000"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with open(sweep / "report.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["dqs@reference_mean"]) == pytest.approx(10.5)
+    assert float(row["dqs@previous_mean"]) == pytest.approx(110.5)
+    assert row["dqs@previous_paper"] == ""

@@ -54,6 +54,23 @@ def test_overrides_and_validation():
         reproduce.resolve("cpu", seeds=["x"])
 
 
+def test_variants_add_their_flags_and_folders():
+    runs = reproduce.commands(reproduce.resolve(
+        "parity", tasks=["dmc:walker-walk"], seeds=["2"]), "W")
+    assert [r["agent"] for r in runs] == ["dqs@reference", "dqs@previous"]
+    reference, previous = (set(r["cmd"]) for r in runs)
+    assert {"--agent=dqs", "--num_mc_samples=32", "--seed=2"} <= reference
+    assert previous - reference == {
+        "--kernel_init=lecun_normal", "--score_input_activation=none",
+        f"--workdir={runs[1]['workdir']}"}
+    assert runs[1]["workdir"] == os.path.join(
+        "W", "dqs@previous", "dmc_walker-walk", "seed_2")
+    with pytest.raises(app.UsageError, match="unknown variants"):
+        reproduce.resolve("cpu", agent_names=["dqs@previous"])
+    with pytest.raises(app.UsageError, match="unknown agents"):
+        reproduce.resolve("parity", agent_names=["dqn@previous"])
+
+
 def test_status_and_skipping_finished_runs(tmp_path, capsys):
     spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
                              max_steps=100)
