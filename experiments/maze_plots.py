@@ -3,6 +3,7 @@ method with the maze drawn from `maze_geometry`, evaluation trajectories
 coloured by the goal they reached first, and the goal and route fractions
 written under each panel."""
 
+import textwrap
 from typing import Mapping, Sequence, Tuple
 
 import numpy as np
@@ -13,6 +14,7 @@ from experiments.maze_summary import OUTCOMES
 
 # Colours by outcome: top-left, bottom-right, neither.
 COLORS = dict(zip(OUTCOMES, ("tab:blue", "tab:orange", "tab:gray")))
+CAPTION_WIDTH = 52  # Characters per caption line (fits a panel's width).
 
 
 def draw_maze(ax) -> None:
@@ -60,9 +62,10 @@ def trajectories_figure(path: str,
                     linewidth=0.9, zorder=2)
         ax.set_title(f"{method.upper()} ({len(positions)} episodes, seed 0)",
                      fontsize=10)
-        ax.text(0.5, -0.03, "\n".join(captions.get(method, ())),
-                transform=ax.transAxes, ha="center", va="top", fontsize=7,
-                wrap=True)
+        lines = [textwrap.fill(line, CAPTION_WIDTH)
+                 for line in captions.get(method, ())]
+        ax.text(0.5, -0.03, "\n".join(lines), transform=ax.transAxes,
+                ha="center", va="top", fontsize=7)
     handles = [plotting.plt.Line2D([], [], color=c, label=name)
                for name, c in COLORS.items()]
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8,
