@@ -20,6 +20,7 @@ import numpy as np
 
 from dqs_jax import agents, parallel, replay
 from dqs_jax.types import Batch, PolicyStep, Rollout
+from experiments import learners
 from experiments.learners import EVAL_KEY
 
 
@@ -118,18 +119,10 @@ class SeedsOffPolicyLearner(_SeedsLearner):
             actions = self._act(states, observations, keys)
         return np.asarray(actions, np.float32), None
 
-    def observe(self, states: Any, transitions: Batch, dones: np.ndarray,
-                extras: Optional[PolicyStep], keys: jax.Array, env_step: int
-                ) -> Tuple[Any, Optional[Dict[str, jax.Array]]]:
-        """Stores the transitions `[N, ...]`; after the seed phase, one
-        learning step per seed (metrics `[N]`)."""
-        del dones, extras
-        if env_step < self.seed_steps:
-            self.data = self._insert(self.data, transitions)
-            return states, None
-        states, self.data, metrics = self._train_step(states, self.data,
-                                                      transitions, keys)
-        return states, metrics
+    # Stores the transitions `[N, ...]`; after the seed phase, one learning
+    # step per seed (metrics `[N]`): the single-seed logic, whose calls are
+    # the vmapped ones here.
+    observe = learners.OffPolicyLearner.observe
 
 
 class SeedsOnPolicyLearner(_SeedsLearner):
