@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dqs_jax import agents, loop, metrics, score_targets
+from dqs_jax import agents, dqs_config, loop, metrics, score_targets
 from dqs_jax.envs import gmm
 from experiments import gmm_diagnostics, plotting, run_io
 from experiments.configs.gmm import PRESETS  # The defaults.
@@ -57,6 +57,10 @@ _ESTIMATOR = flags.DEFINE_enum(
     "estimator", "idem", list(score_targets.ESTIMATORS),
     "DQS's score estimate (DQSConfig.estimator); adaptive also stratifies "
     "the diffusion times.")
+_ENERGY_ACTION = flags.DEFINE_enum(
+    "dqs_energy_action", "raw", list(dqs_config.ENERGY_ACTIONS),
+    "Where DQS's score estimate evaluates the critic (DQSConfig."
+    "energy_action): raw noisy points, or clipped to the action box.")
 _SPREAD = flags.DEFINE_boolean(
     "spread_seeds", False, "Spread the seeds over all devices (their count "
     "must divide --num_seeds).")
@@ -118,7 +122,8 @@ def agent_config(method: str, s: dict):
                          final_temperature=s["dqs_final_temperature"]
                          if anneal else s["dqs_temperature"],
                          temperature_anneal_steps=anneal,
-                         estimator=_ESTIMATOR.value)
+                         estimator=_ESTIMATOR.value,
+                         energy_action=_ENERGY_ACTION.value)
         if _ESTIMATOR.value == "adaptive":
             overrides["stratified_times"] = True
     if spec.on_policy:
