@@ -238,13 +238,13 @@ def critic_errors(key, params, config, temperature, obs_pool, act_pool
     row_key, ref_key, est_key = jax.random.split(key, 3)
     t, h, x_t, bins = rows(row_key, _NUM_BINS.value, _CRITIC_ROWS.value,
                            jnp.asarray(act_pool[idx]))
-    q = score_targets.energy_q(config, params)
-    value_and_grad = batched_estimator.scaled_value_and_grad(
-        q, jnp.full((n,), temperature, jnp.float32))
+    # The energy as `update` evaluates it (hand-written ensemble backward).
+    value_and_grad = score_targets.energy_value_and_grad(
+        config, params, jnp.full((n,), temperature, jnp.float32))
 
     def group_vg(temp_rows):
-        return batched_estimator.scaled_value_and_grad(
-            q, jnp.full((temp_rows,), temperature, jnp.float32))
+        return score_targets.energy_value_and_grad(
+            config, params, jnp.full((temp_rows,), temperature, jnp.float32))
 
     group = 8
 
