@@ -18,13 +18,16 @@ class Outputs:
     """metrics.jsonl, TensorBoard scalars and the learning-curve PNG."""
 
     def __init__(self, workdir: str, title: str, resume_step: Optional[int]):
+        """`resume_step`: the step restored from a checkpoint (None: a
+        fresh start)."""
         from tensorboardX import SummaryWriter
         self.log = run_io.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
-        if resume_step is not None:
-            self.log.truncate_after(resume_step)
-        self.writer = SummaryWriter(
-            os.path.join(workdir, "tensorboard"),
-            purge_step=None if resume_step is None else resume_step + 1)
+        # Rows after the restored step (all rows on a fresh start: a run
+        # killed before its first checkpoint leaves some) are dropped.
+        resume = 0 if resume_step is None else resume_step
+        self.log.truncate_after(resume)
+        self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                    purge_step=resume + 1)
         self.curve_path = os.path.join(workdir, "learning_curve.png")
         self.title = title
 

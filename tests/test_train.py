@@ -411,3 +411,20 @@ def test_issue_command_cheetah_run_writes_every_output(tmp_path):
     assert all(np.isfinite(r["critic_loss"]) for r in train_rows[1:])
     assert rows[-1]["kind"] == "eval" and rows[-1]["step"] == 3000
     assert "final evaluation return" in out.stdout
+
+
+def test_a_fresh_start_drops_rows_of_a_run_killed_before_its_checkpoint(
+        tmp_path):
+    """Rows written before the first checkpoint of a killed run do not
+    survive into the rerun (which starts from scratch); on resume, rows
+    after the restored step are dropped."""
+    from experiments.run_outputs import Outputs
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for step in (1000, 2000, 3000):
+            f.write(json.dumps({"kind": "train", "step": step}) + "\n")
+    resumed = Outputs(str(tmp_path), "t", resume_step=2000)
+    assert [r["step"] for r in resumed.log.rows()] == [1000, 2000]
+    resumed.close()
+    fresh = Outputs(str(tmp_path), "t", resume_step=None)
+    assert fresh.log.rows() == []
+    fresh.close()
