@@ -131,22 +131,33 @@ class OnPolicyLearner:
                 ) -> Tuple[Any, Optional[Dict[str, jax.Array]]]:
         """Stores the transition; an update once the rollout is full."""
         del key, env_step
-        i = int(self.data["index"])
-        row = dict(observations=transition.observations,
-                   actions=extras.actions, log_probs=extras.log_probs,
-                   values=extras.values, rewards=transition.rewards,
-                   discounts=transition.discounts, dones=float(done),
-                   next_observations=transition.next_observations)
-        for name, value in row.items():
-            self.data["rollout"][name][i] = value
-        i += 1
-        if i < self.data["rollout"]["rewards"].shape[0]:
-            self.data["index"] = np.asarray(i, np.int32)
+        if not store_step(self.data, transition, done, extras, time_axis=0):
             return state, None
-        self.data["index"] = np.zeros((), np.int32)
         rollout = Rollout(**{k: jax.numpy.asarray(v) for k, v in
                              self.data["rollout"].items()})
         return self._update(state, rollout)
+
+
+def store_step(data: Dict[str, Any], transition: Batch, done: Any,
+               extras: PolicyStep, time_axis: int) -> bool:
+    """Writes one env step into `data["rollout"]` (host arrays) at
+    `data["index"]` along `time_axis` (0: `[T, ...]`; 1: `[N, T, ...]` for
+    N seeds, `transition` and `done` then `[N, ...]`); True when that filled
+    the rollout, whose index then restarts at 0."""
+    i = int(data["index"])
+    row = dict(observations=transition.observations,
+               actions=extras.actions, log_probs=extras.log_probs,
+               values=extras.values, rewards=transition.rewards,
+               discounts=transition.discounts,
+               dones=np.asarray(done, np.float32),
+               next_observations=transition.next_observations)
+    where = (slice(None),) * time_axis + (i,)
+    for name, value in row.items():
+        data["rollout"][name][where] = value
+    i += 1
+    full = i == data["rollout"]["rewards"].shape[time_axis]
+    data["index"] = np.asarray(0 if full else i, np.int32)
+    return full
 
 
 def make_learner(spec: agents.Agent, agent_config: Any, obs_dim: int,

@@ -178,20 +178,9 @@ class SeedsOnPolicyLearner(_SeedsLearner):
                 extras: PolicyStep, keys: jax.Array, env_step: int
                 ) -> Tuple[Any, Optional[Dict[str, jax.Array]]]:
         del keys, env_step
-        i = int(self.data["index"])
-        row = dict(observations=transitions.observations,
-                   actions=extras.actions, log_probs=extras.log_probs,
-                   values=extras.values, rewards=transitions.rewards,
-                   discounts=transitions.discounts,
-                   dones=np.asarray(dones, np.float32),
-                   next_observations=transitions.next_observations)
-        for name, value in row.items():
-            self.data["rollout"][name][:, i] = value
-        i += 1
-        if i < self.data["rollout"]["rewards"].shape[1]:
-            self.data["index"] = np.asarray(i, np.int32)
+        if not learners.store_step(self.data, transitions, dones, extras,
+                                   time_axis=1):
             return states, None
-        self.data["index"] = np.zeros((), np.int32)
         rollout = self.place(Rollout(**{k: jnp.asarray(v) for k, v in
                                         self.data["rollout"].items()}))
         return self._update(states, rollout)

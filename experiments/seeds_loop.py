@@ -165,17 +165,21 @@ class SeedsRun(online_loop._Run):  # pylint: disable=protected-access
             loop.advance(result.reward, result.observation)
         self.interval[1] += 1
         self.row[1] += 1
-        now = time.time()
+        if dones.any():
+            self._end_episodes(np.flatnonzero(dones), time.time())
+
+    def _end_episodes(self, seeds: np.ndarray, now: float) -> None:
+        """Writes the train rows of the seeds whose episode ended; resets
+        their envs."""
         elapsed = max(now - self.row[0], 1e-9)
         rates = dict(env_steps_per_sec=self.row[1] / elapsed,
                      updates_per_sec=self.row[2] / elapsed)
-        for i in np.flatnonzero(dones):
-            loop = loops[i]
+        for i in seeds:
+            loop = self._loops[i]
             self.outputs_per_seed[i].write(loop.end_episode(
                 rates, loop.wall_time + now - self.session_start,
                 self.envs[i].reset()))
-        if dones.any():
-            self.row = [now, 0, 0]
+        self.row = [now, 0, 0]
 
     def _add_metrics(self, metrics: Dict[str, np.ndarray]) -> None:
         """Adds metrics `{name: [N]}` to each seed's sums; NaN check."""
