@@ -213,3 +213,35 @@ def count_modes(density: jax.Array, min_fraction: float = 0.1) -> jax.Array:
                                               keepdims=True)
     starts = jnp.sum(above & ~jnp.roll(above, 1, axis=-1), axis=-1)
     return jnp.maximum(starts, jnp.any(above, axis=-1)).astype(jnp.int32)
+
+
+def sample_directions(q_fn: BatchedQFn, states: jax.Array, temperature,
+                      key: PRNGKey, num_angles: int,
+                      greedy: bool = False) -> jax.Array:
+    """Unit actions drawn from the critic's binned Boltzmann density over
+    directions: a bin `j` with probability `p_j 2 pi / G`, then a uniform
+    angle inside it (`greedy`: the centre of the most likely bin). The
+    exact Boltzmann policy of `q_fn` up to the grid, against which a
+    learned sampler's behaviour can be compared.
+
+    Args:
+      q_fn: as in `boltzmann_direction_density`.
+      states: `[S, o]`.
+      temperature: positive scalar `alpha`.
+      key: PRNG key.
+      num_angles: `G` (static).
+      greedy: static; the argmax direction instead of a draw.
+
+    Returns:
+      `[S, 2]` float32 unit vectors.
+    """
+    density = boltzmann_direction_density(q_fn, states, temperature,
+                                          num_angles)
+    if greedy:
+        return unit_vectors(density.angles[jnp.argmax(density.density, -1)])
+    bin_key, offset_key = jax.random.split(key)
+    bins = jax.random.categorical(bin_key, jnp.log(density.density), axis=-1)
+    width = 2.0 * math.pi / num_angles
+    offsets = jax.random.uniform(offset_key, bins.shape, jnp.float32,
+                                 -0.5 * width, 0.5 * width)
+    return unit_vectors(density.angles[bins] + offsets)

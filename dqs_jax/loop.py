@@ -228,10 +228,14 @@ def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
                     config: LoopConfig, num_steps: int, keys: jax.Array,
                     chunk_size: int,
                     on_chunk: Optional[Callable[[int, StepInfo], None]] = None,
-                    devices: Optional[Sequence[Any]] = None) -> LoopState:
+                    devices: Optional[Sequence[Any]] = None,
+                    on_state: Optional[Callable[[int, Any], None]] = None
+                    ) -> LoopState:
     """Trains `len(keys)` seeds side by side (vmapped) for `num_steps` env
     steps, in jitted chunks of `chunk_size` steps; after each chunk calls
-    `on_chunk(env_steps_done, infos [S, T])` (e.g. to print progress).
+    `on_chunk(env_steps_done, infos [S, T])` (e.g. to print progress) and
+    `on_state(env_steps_done, state)` (e.g. to evaluate; the state is
+    donated to the next chunk, so it must not be kept).
 
     Same numbers as `jax.vmap(make_train(...))(keys)`, chunking aside.
     With `devices`, the seeds are spread over them (`parallel.shard_seeds`).
@@ -274,4 +278,6 @@ def train_in_chunks(agent: Agent, agent_config: Any, env: JaxEnv,
         done += steps
         if on_chunk is not None:
             on_chunk(done, info)
+        if on_state is not None:
+            on_state(done, state)
     return state

@@ -12,12 +12,14 @@ distance of the ground-truth samples, the same for every method) and mode
 coverage (components with a final position within 3 std of their mean).
 
 Writes under `--workdir`: results.json (per method and seed, mean ± std,
-wall times; with DQS, `direction_diagnostic`), final_positions.npz, and
-gmm_figure.png (contours with ground-truth samples, each method's final
-positions, and the log-partition heat map of the DQS critic, as in the
-paper's Fig. 2; with DQS a fifth panel: at three fixed states, the critic's
-Boltzmann density over directions against the policy's sampled directions,
-`experiments.gmm_diagnostics`).
+wall times; reference scores, `experiments.gmm_references`; with `--curve`
+the metrics after every chunk, `curves`; with DQS, `direction_diagnostic`
+and `critic_policy`, `experiments.gmm_diagnostics`), final_positions.npz,
+gmm_curves.png (with `--curve`) and gmm_figure.png (contours with
+ground-truth samples, each method's final positions, and the log-partition
+heat map of the DQS critic, as in the paper's Fig. 2; with DQS a fifth
+panel: at three fixed states, the critic's Boltzmann density over
+directions against the policy's sampled directions).
 
 DQS's temperature is constant (`--dqs_temperature`) or, with
 `--dqs_temperature_anneal_steps=T > 0`, annealed log-linearly from
@@ -29,6 +31,7 @@ update and take no seed phase.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -41,11 +44,12 @@ import numpy as np
 
 from dqs_jax import agents, dqs_config, loop, metrics, score_targets
 from dqs_jax.envs import gmm
-from experiments import gmm_diagnostics, plotting, run_io
+from experiments import (gmm_curves, gmm_diagnostics, gmm_references,
+                         plotting, run_io)
 from experiments.configs.gmm import PRESETS  # The defaults.
 
 _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
-                            "cpu: <= 30 min on 2 cores; paper: for a GPU.")
+                            "cpu: about 45 min on 2 cores; paper: for a GPU.")
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "A config file instead of --preset, e.g. "
     "experiments/configs/gmm.py:paper; fields overridable as "
@@ -58,9 +62,13 @@ _ESTIMATOR = flags.DEFINE_enum(
     "DQS's score estimate (DQSConfig.estimator); adaptive also stratifies "
     "the diffusion times.")
 _ENERGY_ACTION = flags.DEFINE_enum(
-    "dqs_energy_action", "raw", list(dqs_config.ENERGY_ACTIONS),
-    "Where DQS's score estimate evaluates the critic (DQSConfig."
-    "energy_action): raw noisy points, or clipped to the action box.")
+    "dqs_energy_action", None, list(dqs_config.ENERGY_ACTIONS),
+    "Overrides the preset (clip): where DQS's score estimate evaluates the "
+    "critic (DQSConfig.energy_action), raw noisy points or clipped to the "
+    "action box.")
+_CURVE = flags.DEFINE_boolean(
+    "curve", True, "Also evaluate every method after each training chunk "
+    "(--chunk_size steps): results.json's `curves` and gmm_curves.png.")
 _SPREAD = flags.DEFINE_boolean(
     "spread_seeds", False, "Spread the seeds over all devices (their count "
     "must divide --num_seeds).")
@@ -68,7 +76,7 @@ _OVERRIDES = {
     name: (flags.DEFINE_float if isinstance(value, float)
            else flags.DEFINE_integer)(name, None,
                                       f"Overrides the preset ({value} in cpu).")
-    for name, value in PRESETS["cpu"].items()
+    for name, value in PRESETS["cpu"].items() if not isinstance(value, str)
 }
 
 
@@ -78,6 +86,8 @@ def settings() -> dict:
     for name, flag in _OVERRIDES.items():
         if flag.value is not None:
             s[name] = flag.value
+    if _ENERGY_ACTION.value is not None:
+        s["dqs_energy_action"] = _ENERGY_ACTION.value
     positive = ("num_steps", "batch_size", "replay_size", "hidden_dim",
                 "num_mc_samples", "num_sampling_steps", "num_seeds",
                 "num_rollouts", "chunk_size", "rollout_length")
@@ -89,6 +99,8 @@ def settings() -> dict:
     if s["dqs_temperature"] <= 0 or s["dqs_final_temperature"] <= 0:
         raise app.UsageError("--dqs_temperature and --dqs_final_temperature "
                              "must be > 0.")
+    if not s["observation_scale"] > 0:
+        raise app.UsageError("--observation_scale must be > 0.")
     if s["dqs_temperature_anneal_steps"] < 0:
         raise app.UsageError("--dqs_temperature_anneal_steps must be >= 0.")
     unknown = set(_METHODS.value) - set(agents.agent_names())
@@ -123,7 +135,7 @@ def agent_config(method: str, s: dict):
                          if anneal else s["dqs_temperature"],
                          temperature_anneal_steps=anneal,
                          estimator=_ESTIMATOR.value,
-                         energy_action=_ENERGY_ACTION.value)
+                         energy_action=s["dqs_energy_action"])
         if _ESTIMATOR.value == "adaptive":
             overrides["stratified_times"] = True
     if spec.on_policy:
@@ -136,11 +148,12 @@ def agent_config(method: str, s: dict):
     return spec.make_config(**overrides)
 
 
-def train_method(method: str, s: dict, key: jax.Array):
-    """Trains `num_seeds` seeds; returns (final states, seconds)."""
+def train_method(method: str, s: dict, key: jax.Array, on_state=None):
+    """Trains `num_seeds` seeds; returns (final states, seconds of training
+    and of `on_state`, `loop.train_in_chunks`'s per-chunk hook)."""
     agent = agents.get_agent(method)
     config = agent_config(method, s)
-    env = gmm.environment()
+    env = gmm.environment(s["observation_scale"])
     loop_config = loop.LoopConfig(seed_steps=0 if agent.on_policy
                                   else s["seed_steps"],
                                   batch_size=s["batch_size"],
@@ -166,17 +179,24 @@ def train_method(method: str, s: dict, key: jax.Array):
                                  s["num_steps"], keys, s["chunk_size"],
                                  progress,
                                  devices=jax.devices() if _SPREAD.value
-                                 else None)
+                                 else None, on_state=on_state)
     jax.block_until_ready(state)
     return state, time.time() - start
 
 
+@functools.lru_cache(maxsize=None)
+def _evaluator(method: str, num_rollouts: int, observation_scale: float):
+    """Jitted `(agent states [S], keys [S]) -> EvalResult` of `method`'s
+    stochastic policy, one compilation per method (curves call it often)."""
+    agent = agents.get_agent(method)
+    env = gmm.environment(observation_scale)
+    return jax.jit(jax.vmap(
+        lambda st, k: loop.evaluate(agent, env, st, k, num_rollouts)))
+
+
 def evaluate_method(method: str, state, s: dict, key: jax.Array,
                     ground_truth: jax.Array, bandwidth) -> dict:
-    agent = agents.get_agent(method)
-    env = gmm.environment()
-    evaluate = jax.jit(jax.vmap(
-        lambda st, k: loop.evaluate(agent, env, st, k, s["num_rollouts"])))
+    evaluate = _evaluator(method, s["num_rollouts"], s["observation_scale"])
     keys = jax.random.split(key, s["num_seeds"])
     result = evaluate(state.agent_state, keys)
     positions = result.final_env_states.position  # [S, N, 2]
@@ -232,6 +252,33 @@ def figure(path, ground_truth, results, log_z, directions):
     return plotting.save(fig, path)
 
 
+def dqs_diagnostics(agent_states, s: dict, key: jax.Array,
+                    ground_truth: jax.Array, bandwidth, summary: dict):
+    """The trained DQS seeds' log-partition map and direction diagnostic
+    (returned for the figure) and the critic's own policy; adds
+    `direction_diagnostic` and `critic_policy` to `summary` and prints
+    them."""
+    scale = s["observation_scale"]
+    log_z = gmm_diagnostics.log_partition_map(agent_states, key,
+                                              observation_scale=scale)
+    directions = gmm_diagnostics.directions(
+        agent_states, jax.random.fold_in(key, 1), observation_scale=scale)
+    summary["direction_diagnostic"] = gmm_diagnostics.summary(directions)
+    summary["critic_policy"] = gmm_diagnostics.critic_policy_summary(
+        agent_states, jax.random.fold_in(key, 2), s["num_rollouts"],
+        ground_truth, bandwidth, scale)
+    for name in ("boltzmann", "greedy"):
+        r = summary["critic_policy"][name]
+        print(f"[dqs] critic's own {name} policy: MMD "
+              f"{np.round(r['mmd'], 4)}, modes {r['coverage']}", flush=True)
+    for name, r in summary["direction_diagnostic"]["states"].items():
+        print(f"[dqs] directions at {name}: TV {np.round(r['tv'], 3)} "
+              f"(floor {np.round(r['tv_floor'], 3)}), critic modes "
+              f"{r['critic_modes']}, Q range / alpha "
+              f"{np.round(r['q_range_over_temperature'], 1)}", flush=True)
+    return log_z, directions
+
+
 def main(argv):
     del argv
     s = settings()
@@ -239,14 +286,21 @@ def main(argv):
     root = jax.random.PRNGKey(_SEED.value)
     gt_key, eval_key, logz_key, *method_keys = jax.random.split(
         root, 3 + len(_METHODS.value))
-    directions_key = jax.random.fold_in(logz_key, 1)
     ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
     bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
     print(f"GMM-40 experiment, preset {_PRESET.value}: {s}", flush=True)
 
-    results, wall, states = {}, {}, {}
+    results, wall, states, curves = {}, {}, {}, {}
     for method, key in zip(_METHODS.value, method_keys):
-        states[method], wall[method] = train_method(method, s, key)
+        on_state = None
+        if _CURVE.value:
+            def on_state(done, state, method=method):
+                r = evaluate_method(method, state, s, eval_key, ground_truth,
+                                    bandwidth)
+                gmm_curves.record(curves, method, done, r)
+                print(f"[{method}] step {done}: MMD {np.round(r['mmd'], 4)}"
+                      f", modes {r['coverage']}", flush=True)
+        states[method], wall[method] = train_method(method, s, key, on_state)
         results[method] = evaluate_method(method, states[method], s,
                                           eval_key, ground_truth, bandwidth)
         print(f"[{method}] trained in {wall[method] / 60:.1f} min; MMD "
@@ -255,19 +309,8 @@ def main(argv):
               f"{results[method]['coverage_mean']:.1f} ± "
               f"{results[method]['coverage_std']:.1f} / 40", flush=True)
 
-    reference_key, uniform_key = jax.random.split(gt_key)
-    baselines = {
-        "ground_truth_resample": {
-            "mmd": float(metrics.mmd(gmm.sample_gmm(reference_key,
-                                                    s["num_rollouts"]),
-                                     ground_truth, bandwidth)),
-            "coverage": int(metrics.mode_coverage(
-                ground_truth, jnp.asarray(gmm.gmm_means()), gmm.MODE_STD))},
-        "uniform_in_box": {
-            "mmd": float(metrics.mmd(jax.random.uniform(
-                uniform_key, (s["num_rollouts"], 2), minval=-gmm.BOX,
-                maxval=gmm.BOX), ground_truth, bandwidth))},
-    }
+    baselines = gmm_references.reference_scores(gt_key, ground_truth,
+                                                bandwidth)
     summary = {
         "preset": _PRESET.value if _CONFIG.value is None else "config",
         "settings": s,
@@ -276,11 +319,13 @@ def main(argv):
                           for m in results},
         "methods": {m: {k: v for k, v in r.items() if k != "positions"}
                     for m, r in results.items()},
-        "train_seconds": wall,
+        "train_seconds": wall,  # With --curve, its evaluations included.
         "baselines": baselines,
         "versions": run_io.versions(),
         "devices": [str(d) for d in jax.devices()],
     }
+    if curves:
+        summary["curves"] = curves
     if {"dqs", "sac"} <= set(results):
         d, c = results["dqs"], results["sac"]
         summary["dqs_lower_mmd_every_seed"] = all(
@@ -289,16 +334,9 @@ def main(argv):
             a > b for a, b in zip(d["coverage"], c["coverage"]))
     log_z = directions = None
     if "dqs" in states:
-        log_z = gmm_diagnostics.log_partition_map(states["dqs"].agent_state,
-                                                  logz_key)
-        directions = gmm_diagnostics.directions(states["dqs"].agent_state,
-                                                directions_key)
-        summary["direction_diagnostic"] = gmm_diagnostics.summary(directions)
-        for name, r in summary["direction_diagnostic"]["states"].items():
-            print(f"[dqs] directions at {name}: TV {np.round(r['tv'], 3)} "
-                  f"(floor {np.round(r['tv_floor'], 3)}), critic modes "
-                  f"{r['critic_modes']}, Q range / alpha "
-                  f"{np.round(r['q_range_over_temperature'], 1)}", flush=True)
+        log_z, directions = dqs_diagnostics(
+            states["dqs"].agent_state, s, logz_key, ground_truth, bandwidth,
+            summary)
     results_path = os.path.join(_WORKDIR.value, "results.json")
     run_io.write_json(results_path, summary)
     np.savez(os.path.join(_WORKDIR.value, "final_positions.npz"),
@@ -306,6 +344,10 @@ def main(argv):
              **{m: r["positions"] for m, r in results.items()})
     png = figure(os.path.join(_WORKDIR.value, "gmm_figure.png"),
                  np.asarray(ground_truth), results, log_z, directions)
+    if curves:
+        png += " and " + gmm_curves.plot(
+            os.path.join(_WORKDIR.value, "gmm_curves.png"), curves,
+            baselines["uniform_in_box"]["mmd"], gmm.NUM_MODES)
     print(json.dumps(summary["methods"], indent=1))
     print(f"Wrote {os.path.abspath(results_path)} and {png}")
 

@@ -17,6 +17,7 @@ Probe states (`PROBES`), fixed from the mixture's means
 DQS only (SAC's directions would need its own critic and temperature).
 """
 
+import dataclasses
 from typing import Dict, NamedTuple
 
 import jax
@@ -24,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agent as dqs_agent
+from dqs_jax import agents, loop, metrics
 from dqs_jax import direction_density as dd
-from dqs_jax import metrics
 from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
 
@@ -56,15 +57,17 @@ def seed_zero(agent_states):
     return jax.tree_util.tree_map(lambda x: x[0], agent_states)
 
 
-def log_partition_map(agent_states, key, resolution: int = 60):
-    """`log ∫ exp(Q(s, a) / alpha) da` of seed 0's DQS critic on a grid:
-    `(xs [R], values [R, R])`."""
+def log_partition_map(agent_states, key, resolution: int = 60,
+                      observation_scale: float = 1.0):
+    """`log ∫ exp(Q(s, a) / alpha) da` of seed 0's DQS critic on a grid of
+    positions (observed as `observation_scale * position`): `(xs [R],
+    values [R, R])`."""
     params = seed_zero(agent_states)
     xs = np.linspace(-gmm.BOX, gmm.BOX, resolution, dtype=np.float32)
     grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
     values = jax.jit(lambda g, k: metrics.log_partition(
         critic_q_fn(params), g, params.temperature, k, num_actions=256))(
-            grid, key)
+            grid * observation_scale, key)
     return xs, np.asarray(values).reshape(resolution, resolution)
 
 
@@ -85,7 +88,8 @@ class Directions(NamedTuple):
 
 
 def directions(agent_states, key, num_angles: int = 72,
-               num_samples: int = 1000) -> Directions:
+               num_samples: int = 1000,
+               observation_scale: float = 1.0) -> Directions:
     """The direction diagnostic of every seed's DQS agent at `PROBES`.
 
     Args:
@@ -93,8 +97,9 @@ def directions(agent_states, key, num_angles: int = 72,
       key: PRNG key (policy samples and the TV floor).
       num_angles: `G`, bins of the circle.
       num_samples: `N`, policy samples per probe.
+      observation_scale: the agent observes `observation_scale * position`.
     """
-    probes = jnp.asarray(np.stack(list(PROBES.values())))
+    probes = jnp.asarray(np.stack(list(PROBES.values()))) * observation_scale
     num_probes = probes.shape[0]
 
     def one_seed(state, key):
@@ -157,6 +162,52 @@ def summary(d: Directions) -> dict:
                      "corner_fraction: policy actions with both |a_i| > "
                      f"{_CORNER} (tanh saturated: a diagonal direction "
                      "whatever the critic; 0.0025 for uniform actions)."}
+
+
+def critic_policy_positions(agent_states, key, num_rollouts: int,
+                            greedy: bool = False, num_angles: int = 72,
+                            observation_scale: float = 1.0) -> np.ndarray:
+    """Final positions of `num_rollouts` episodes per seed of the critic's
+    own Boltzmann policy over directions, sampled exactly on a grid of
+    `num_angles` (`dd.sample_directions`) instead of by the score network:
+    what DQS's final states would be with a perfect sampler (`greedy`: the
+    critic's argmax direction). `[seeds, N, 2]`."""
+    def act(state, observations, act_key, deterministic=False):
+        del deterministic
+        return dd.sample_directions(critic_q_fn(state), observations,
+                                    state.temperature, act_key, num_angles,
+                                    greedy)
+
+    agent = dataclasses.replace(agents.get_agent("dqs"), act=act)
+    env = gmm.environment(observation_scale)
+    num_seeds = jax.tree_util.tree_leaves(agent_states)[0].shape[0]
+    run = jax.jit(jax.vmap(lambda st, k: loop.evaluate(
+        agent, env, st, k, num_rollouts).final_env_states.position))
+    return np.asarray(run(agent_states, jax.random.split(key, num_seeds)))
+
+
+def critic_policy_summary(agent_states, key, num_rollouts: int,
+                          ground_truth, bandwidth,
+                          observation_scale: float = 1.0) -> dict:
+    """results.json's `critic_policy`: squared MMD and modes covered per
+    seed of `critic_policy_positions`, sampled and greedy, scored like the
+    methods (separates the critic's quality from the sampler's)."""
+    means = jnp.asarray(gmm.gmm_means())
+    out = {}
+    for name, greedy in (("boltzmann", False), ("greedy", True)):
+        positions = critic_policy_positions(
+            agent_states, key, num_rollouts, greedy,
+            observation_scale=observation_scale)
+        out[name] = {
+            "mmd": [float(metrics.mmd(p, ground_truth, bandwidth))
+                    for p in positions],
+            "coverage": [int(metrics.mode_coverage(p, means, gmm.MODE_STD))
+                         for p in positions]}
+    out["about"] = ("Final states of the DQS critic's own policy over "
+                    "directions, drawn exactly on a 72-bin grid of the "
+                    "circle (boltzmann) or its argmax (greedy), instead of "
+                    "by the score network: the sampler's share of the gap.")
+    return out
 
 
 def mark_probes(ax) -> None:

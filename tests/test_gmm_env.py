@@ -197,3 +197,20 @@ def test_sample_gmm_hits_every_mode_equally():
     np.testing.assert_allclose(dist2.mean(), 2.0, rtol=0.1)
     np.testing.assert_allclose(np.asarray(samples).mean(0), means.mean(0),
                                atol=0.6)
+
+
+def test_observation_scale_changes_only_what_the_agent_sees():
+    key = jax.random.PRNGKey(7)
+    plain, scaled = gmm.environment(), gmm.environment(observation_scale=0.02)
+    (state_p, obs_p), (state_s, obs_s) = plain.reset(key), scaled.reset(key)
+    np.testing.assert_array_equal(state_p.position, state_s.position)
+    np.testing.assert_allclose(obs_s, 0.02 * obs_p, rtol=1e-6)
+    action = jnp.array([0.3, -0.4])
+    out_p, out_s = plain.step(state_p, action), scaled.step(state_s, action)
+    np.testing.assert_array_equal(out_p[0].position, out_s[0].position)
+    np.testing.assert_allclose(out_s[1], 0.02 * out_p[1], rtol=1e-6)
+    for a, b in zip(out_p[2:], out_s[2:]):  # reward, discount, done
+        np.testing.assert_array_equal(a, b)
+    assert gmm.environment(1.0) == plain  # 1 leaves the env as it is.
+    with pytest.raises(ValueError, match="scale"):
+        gmm.environment(observation_scale=0.0)

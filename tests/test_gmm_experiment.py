@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 
+from dqs_jax import metrics
 from dqs_jax.envs import gmm
-from experiments import gmm_diagnostics, plotting
+from experiments import gmm_diagnostics, gmm_references, plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +22,7 @@ def test_gmm_experiment_small_run(tmp_path):
          "--num_rollouts=100", "--hidden_dim=32", "--num_mc_samples=8",
          "--num_sampling_steps=5", "--dqs_temperature_anneal_steps=300",
          "--dqs_final_temperature=3", "--dqs_energy_action=clip",
-         f"--workdir={tmp_path}"],
+         "--observation_scale=0.02", "--curve", f"--workdir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.load(open(tmp_path / "results.json"))
@@ -29,9 +31,24 @@ def test_gmm_experiment_small_run(tmp_path):
         assert len(r["mmd"]) == 2 and len(r["coverage"]) == 2
         assert all(m >= 0 for m in r["mmd"])
         assert all(0 <= c <= 40 for c in r["coverage"])
+        # One learning chunk (300 -> 600): its curve point is the final
+        # evaluation (same states, same key).
+        curve = results["curves"][method]
+        assert curve["steps"] == [600]
+        assert curve["mmd"] == [r["mmd"]]
+        assert curve["coverage"] == [r["coverage"]]
+    assert results["settings"]["observation_scale"] == 0.02
+    for name in ("boltzmann", "greedy"):
+        own = results["critic_policy"][name]
+        assert len(own["mmd"]) == 2 and all(m >= 0 for m in own["mmd"])
+        assert all(0 <= c <= 40 for c in own["coverage"])
+    assert os.path.getsize(tmp_path / "gmm_curves.png") > 10_000
     assert results["baselines"]["ground_truth_resample"]["coverage"] == 40
     assert (results["baselines"]["ground_truth_resample"]["mmd"]
             < results["baselines"]["uniform_in_box"]["mmd"])
+    assert set(results["baselines"]) == {
+        "ground_truth_resample", "uniform_in_box", "gradient_ascent",
+        "random_directions"}
     # Annealed 30 -> 3 over the 300 updates: at 3 when the diagnostic runs.
     assert results["agent_configs"]["dqs"]["temperature_anneal_steps"] == 300
     assert results["agent_configs"]["dqs"]["energy_action"] == "clip"
@@ -70,3 +87,42 @@ def test_bad_flags_are_refused(tmp_path):
          f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
         timeout=120)
     assert out.returncode != 0 and "num_seeds" in out.stderr
+
+
+def test_reference_policies():
+    """Gradient ascent on log p ends every episode at a mode (well inside 3
+    std, unit steps oscillate across it) and covers them all; a random walk
+    does not concentrate; the scores rank as the module says."""
+    key = jax.random.PRNGKey(4)
+    means = gmm.gmm_means()
+    climb = np.asarray(gmm_references.policy_final_positions(key, 400, True))
+    walk = np.asarray(gmm_references.policy_final_positions(key, 400, False))
+
+    def to_nearest_mode(points):
+        return np.min(np.linalg.norm(points[:, None] - means[None], axis=-1),
+                      axis=1)
+
+    assert np.quantile(to_nearest_mode(climb), 0.99) < 1.5
+    assert np.median(to_nearest_mode(walk)) > 3.0
+    ground_truth = gmm.sample_gmm(jax.random.PRNGKey(5), 400)
+    bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
+    scores = gmm_references.reference_scores(key, ground_truth, bandwidth)
+    assert scores["gradient_ascent"]["coverage"] >= 38
+    assert (scores["ground_truth_resample"]["mmd"]
+            < scores["gradient_ascent"]["mmd"]
+            < scores["uniform_in_box"]["mmd"])
+
+
+def test_critic_fit_direction_error():
+    """The supervised check's metric: zero for the exact reward, about 180
+    degrees for its negation; a short fit runs and lowers the loss."""
+    from experiments import gmm_critic_fit as cf
+    key = jax.random.PRNGKey(0)
+    exact = np.asarray(cf.direction_errors(cf.one_step_reward, key, 200))
+    np.testing.assert_allclose(exact, 0.0, atol=1e-6)
+    flipped = np.asarray(cf.direction_errors(
+        lambda s, a: -cf.one_step_reward(s, a), key, 200))
+    assert np.median(np.degrees(flipped)) > 150
+    _, short = cf.fit(key, 10, 16, 32, 1e-3, 1.0)
+    _, longer = cf.fit(key, 300, 16, 32, 1e-3, 1.0)
+    assert np.isfinite(short) and float(longer) < float(short)

@@ -138,11 +138,16 @@ def test_train_in_chunks_equals_vmapped_whole_run():
     keys = KEYS
     whole, whole_info = jax.jit(jax.vmap(loop.make_train(
         AGENT, CONFIG, ENV, LOOP, SHORT)))(keys)
-    seen = []
+    seen, states = [], []
     chunked = loop.train_in_chunks(
         AGENT, CONFIG, ENV, LOOP, SHORT, keys, chunk_size=50,
-        on_chunk=lambda done, info: seen.append((done, info.reward.shape)))
+        on_chunk=lambda done, info: seen.append((done, info.reward.shape)),
+        on_state=lambda done, state: states.append(
+            (done, np.asarray(state.env_step))))
     assert seen == [(60, (2, 60)), (110, (2, 50)), (160, (2, 50))]
+    # on_state sees each learning chunk's end state (not the seed phase).
+    assert [(d, list(e)) for d, e in states] == [(110, [110, 110]),
+                                                 (160, [160, 160])]
     for i in range(2):
         start = AGENT.init(CONFIG, 2, 2, jax.random.split(keys[i], 3)[0])
         pick = lambda tree: jax.tree_util.tree_map(  # noqa: E731

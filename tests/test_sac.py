@@ -70,6 +70,34 @@ def test_init(state):
     np.testing.assert_allclose(state3.temperature, 0.2, rtol=1e-6)
 
 
+def test_orthogonal_kernel_init_option():
+    """kernel_init="orthogonal" (the reference's): every Dense kernel of the
+    actor and of each critic, outputs included, has all singular values
+    sqrt(2); biases 0. The default stays Flax's LeCun normal."""
+    assert sac.SACConfig().kernel_init == "lecun_normal"
+    with pytest.raises(ValueError, match="kernel_init"):
+        sac.SACConfig(kernel_init="xavier")
+    config = dataclasses.replace(SMALL, kernel_init="orthogonal")
+    s = sac.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    actor = s.actor_params["params"]["MLP_0"]
+    critic = s.critic_params["params"]["ensemble"]["MLP_0"]
+    kernels = [actor[n]["kernel"] for n in actor] + [
+        critic[n]["kernel"][e] for n in critic
+        for e in range(config.num_critics)]
+    assert len(kernels) == 3 + 3 * config.num_critics
+    for kernel in kernels:
+        singular = np.linalg.svd(np.asarray(kernel), compute_uv=False)
+        np.testing.assert_allclose(singular, np.sqrt(2.0), rtol=1e-4)
+    biases = [actor[n]["bias"] for n in actor] + [critic[n]["bias"]
+                                                  for n in critic]
+    assert all(float(jnp.max(jnp.abs(b))) == 0.0 for b in biases)
+    default = sac.init(SMALL, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    singular = np.linalg.svd(np.asarray(
+        default.actor_params["params"]["MLP_0"]["Dense_1"]["kernel"]),
+        compute_uv=False)
+    assert np.ptp(singular) > 0.5
+
+
 def test_state_buffers_are_not_aliased(state):
     # Aliased leaves (e.g. target = critic at init) could not be donated.
     leaves = jax.tree_util.tree_leaves(state)

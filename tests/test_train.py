@@ -92,6 +92,31 @@ def test_outputs_written(straight_run):
     assert int(summary["state"].step) == 400
 
 
+def test_evaluate_run_reproduces_the_last_evaluation(straight_run, tmp_path):
+    """experiments.evaluate_run restores the newest checkpoint and replays
+    the run's own evaluation episodes: the same return; an evaluation-only
+    override (the hashed DQS start) runs on the same parameters; a setting
+    that would invalidate them is refused."""
+    from experiments import evaluate_run
+    workdir, summary = straight_run
+    same = evaluate_run.evaluate_run(str(workdir), 1, {})
+    assert same["step"] == 600
+    assert same["mean"] == pytest.approx(summary["final_eval_return"],
+                                         rel=1e-6)
+    hashed = evaluate_run.evaluate_run(str(workdir), 1,
+                                       {"eval_start": "hashed"})
+    assert np.isfinite(hashed["mean"]) and hashed["returns"] != same["returns"]
+    with pytest.raises(ValueError, match="field=value"):
+        evaluate_run.parse_overrides(["hidden_dims=8,8"],
+                                     dqs_agent.DQSConfig)
+    assert evaluate_run.parse_overrides(
+        ["eval_start=hashed", "num_sampling_steps=7"],
+        dqs_agent.DQSConfig) == {"eval_start": "hashed",
+                                 "num_sampling_steps": 7}
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        evaluate_run.evaluate_run(str(tmp_path), 1, {})
+
+
 def test_extending_max_steps_equals_an_uninterrupted_run(straight_run,
                                                          tmp_path, capsys):
     workdir, straight = straight_run

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import losses
-from dqs_jax.networks import MLP, CriticEnsemble
+from dqs_jax.networks import (KERNEL_INITS, MLP, CriticEnsemble,
+                              get_kernel_init)
 from dqs_jax.optim import apply_gradients
 from dqs_jax.temperature import temperature_step
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -54,6 +55,10 @@ class SACConfig:
     max_action: float = 1.0
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    # Dense kernels of actor and critic, outputs included (biases 0):
+    # "lecun_normal" (Flax's default) or "orthogonal" (gain sqrt 2, as the
+    # SAC of the DQS authors' lab; README "Baseline defaults").
+    kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
         for name in ("hidden_dims", "critic_hidden_dims"):
@@ -81,6 +86,9 @@ class SACConfig:
                 self.target_entropy):
             raise ValueError("SACConfig.target_entropy must be None or finite, "
                              f"got {self.target_entropy}.")
+        if self.kernel_init not in KERNEL_INITS:
+            raise ValueError(f"SACConfig.kernel_init must be one of "
+                             f"{KERNEL_INITS}, got {self.kernel_init!r}.")
         if not self.log_std_min < self.log_std_max:
             raise ValueError("SACConfig.log_std_min must be < log_std_max, got "
                              f"{self.log_std_min}, {self.log_std_max}.")
@@ -105,10 +113,13 @@ class TanhGaussianActor(nn.Module):
     log_std_min: float = -5.0
     log_std_max: float = 2.0
     activation: str = "relu"
+    kernel_init: str = "lecun_normal"  # a name in `KERNEL_INITS`
 
     @nn.compact
     def __call__(self, obs):
-        out = MLP(self.hidden_dims, 2 * self.act_dim, self.activation)(obs)
+        init = get_kernel_init(self.kernel_init).get("kernel_init")
+        out = MLP(self.hidden_dims, 2 * self.act_dim, self.activation,
+                  kernel_init=init, output_kernel_init=init)(obs)
         mean, raw = jnp.split(out, 2, axis=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min
                                             ) * (jnp.tanh(raw) + 1.0)
@@ -188,12 +199,14 @@ class SACState:
 def actor_network(config: SACConfig, act_dim: int) -> TanhGaussianActor:
     """The actor module `config` describes."""
     return TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min,
-                             config.log_std_max)
+                             config.log_std_max,
+                             kernel_init=config.kernel_init)
 
 
 def critic_network(config: SACConfig) -> CriticEnsemble:
     """The critic ensemble module `config` describes (ReLU MLPs)."""
-    return CriticEnsemble(config.critic_hidden_dims, config.num_critics)
+    return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
+                          kernel_init=config.kernel_init)
 
 
 def _optimisers(config: SACConfig):

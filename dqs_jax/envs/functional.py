@@ -27,3 +27,23 @@ class JaxEnv(NamedTuple):
     obs_dim: int
     act_dim: int
     max_episode_steps: int
+
+
+def scale_observations(env: JaxEnv, scale: float) -> JaxEnv:
+    """`env` whose observations are multiplied by the constant `scale`
+    (e.g. `1 / BOX` to give networks inputs of order one); rewards,
+    dynamics and env states are unchanged."""
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}.")
+    if scale == 1.0:
+        return env
+
+    def reset(key):
+        env_state, obs = env.reset(key)
+        return env_state, obs * scale
+
+    def step(env_state, action):
+        env_state, obs, reward, discount, done = env.step(env_state, action)
+        return env_state, obs * scale, reward, discount, done
+
+    return env._replace(reset=reset, step=step)

@@ -127,6 +127,9 @@ def step(env_state: GMMEnvState, action: jax.Array
     return GMMEnvState(position, t), position, reward, discount, done
 
 
-def environment() -> functional.JaxEnv:
-    """This environment as a `JaxEnv` for `dqs_jax.loop`."""
-    return functional.JaxEnv(reset, step, OBS_DIM, ACT_DIM, EPISODE_LENGTH)
+def environment(observation_scale: float = 1.0) -> functional.JaxEnv:
+    """This environment as a `JaxEnv` for `dqs_jax.loop`; the agent observes
+    `observation_scale * position` (1: the paper's raw position)."""
+    return functional.scale_observations(
+        functional.JaxEnv(reset, step, OBS_DIM, ACT_DIM, EPISODE_LENGTH),
+        observation_scale)
