@@ -116,7 +116,7 @@ def test_reference_policies():
 def test_critic_fit_direction_error():
     """The supervised check's metric: zero for the exact reward, about 180
     degrees for its negation; a short fit runs and lowers the loss."""
-    from experiments import gmm_critic_fit as cf
+    from experiments import reward_regression as cf
     key = jax.random.PRNGKey(0)
     exact = np.asarray(cf.direction_errors(cf.one_step_reward, key, 200))
     np.testing.assert_allclose(exact, 0.0, atol=1e-6)

@@ -93,11 +93,12 @@ def test_outputs_written(straight_run):
 
 
 def test_evaluate_run_reproduces_the_last_evaluation(straight_run, tmp_path):
-    """experiments.evaluate_run restores the newest checkpoint and replays
-    the run's own evaluation episodes: the same return; an evaluation-only
-    override (the hashed DQS start) runs on the same parameters; a setting
-    that would invalidate them is refused."""
-    from experiments import evaluate_run
+    """experiments.evaluate_run's logic (experiments.run_evaluation)
+    restores the newest checkpoint and replays the run's own evaluation
+    episodes: the same return; an evaluation-only override (the hashed DQS
+    start) runs on the same parameters; a setting that would invalidate
+    them is refused."""
+    from experiments import run_evaluation as evaluate_run
     workdir, summary = straight_run
     same = evaluate_run.evaluate_run(str(workdir), 1, {})
     assert same["step"] == 600
