@@ -49,7 +49,7 @@ from experiments import (gmm_curves, gmm_diagnostics, gmm_references,
 from experiments.configs.gmm import PRESETS  # The defaults.
 
 _PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
-                            "cpu: about 45 min on 2 cores; paper: for a GPU.")
+                            "cpu: about an hour on 2 cores; paper: for a GPU.")
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "A config file instead of --preset, e.g. "
     "experiments/configs/gmm.py:paper; fields overridable as "
