@@ -110,6 +110,22 @@ class RunSettings:
         return {**run, **hyper}
 
 
+def agent_config_from_flat(flat: Dict[str, Any]):
+    """The agent config recorded in a run's config.json `flat_config`."""
+    spec = agents.get_agent(flat.get("agent", "dqs"))
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    return spec.make_config(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in flat.items() if k in fields})
+
+
+def checkpoint_tree(state: Any, learner: Any, loop: LoopState,
+                    env: Any) -> Dict[str, Any]:
+    """What a single-seed run checkpoints: agent, replay or rollout, loop
+    and env state (also the restore template)."""
+    return {"agent": state, learner.data_name: learner.data,
+            "loop": loop.to_tree(), "env": env.get_state()}
+
+
 def new_loop_state(observation: np.ndarray, key: jax.Array,
                    metric_names: List[str]) -> LoopState:
     """The loop state of a run's first step."""
@@ -177,8 +193,7 @@ class _Run:
         return [self.loop]
 
     def _tree(self) -> Dict[str, Any]:
-        return {"agent": self.state, self.learner.data_name: self.learner.data,
-                "loop": self.loop.to_tree(), "env": self.env.get_state()}
+        return checkpoint_tree(self.state, self.learner, self.loop, self.env)
 
     def _restore(self) -> Optional[int]:
         """Restores the newest intact checkpoint; its step, or None."""

@@ -13,10 +13,11 @@ from dqs_jax.networks import Critic
 
 
 def one_step_reward(states: jax.Array, actions: jax.Array) -> jax.Array:
-    """`[N, 2], [N, 2] -> [N]`: the env's reward for that step."""
-    unit = actions / jnp.maximum(
-        jnp.linalg.norm(actions, axis=-1, keepdims=True), 1e-6)
-    return gmm.log_density(jnp.clip(states + unit, -gmm.BOX, gmm.BOX))
+    """`[N, 2], [N, 2] -> [N]`: the env's reward for that step (`gmm.step`
+    from those positions)."""
+    env_states = gmm.GMMEnvState(states, jnp.zeros(states.shape[:1],
+                                                   jnp.int32))
+    return jax.vmap(gmm.step)(env_states, actions)[2]
 
 
 def network(width: int) -> Critic:

@@ -14,7 +14,8 @@ from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
 from experiments import learners, recovery, run_io
 from experiments.loop_state import evaluate, evaluation_seed
-from experiments.online_loop import new_loop_state
+from experiments.online_loop import (agent_config_from_flat,
+                                     checkpoint_tree, new_loop_state)
 
 # Agent config fields that change how a trained agent evaluates, not what
 # it learned.
@@ -48,10 +49,7 @@ def evaluate_run(workdir: str, num_episodes: int, overrides: dict) -> dict:
     if flat.get("num_seeds", 1) != 1:
         raise ValueError("multi-seed runs: evaluate a single-seed run.")
     spec = agents.get_agent(flat["agent"])
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    config = spec.make_config(**{
-        k: tuple(v) if isinstance(v, list) else v
-        for k, v in flat.items() if k in fields})
+    config = agent_config_from_flat(flat)
     env = registry.make_env(flat["env"], flat["seed"])
     eval_env = registry.make_env(flat["env"], flat["seed"] + 1)
     agent_key, loop_key = jax.random.split(jax.random.PRNGKey(flat["seed"]))
@@ -60,10 +58,9 @@ def evaluate_run(workdir: str, num_episodes: int, overrides: dict) -> dict:
     learner = learners.make_learner(
         spec, config, env.observation_size, env.action_size,
         flat["replay_size"], flat["batch_size"], flat["seed_steps"])
-    template = {"agent": state, learner.data_name: learner.data,
-                "loop": new_loop_state(env.reset(), loop_key,
-                                       learner.metric_names(state)).to_tree(),
-                "env": env.get_state()}
+    template = checkpoint_tree(
+        state, learner, new_loop_state(env.reset(), loop_key,
+                                       learner.metric_names(state)), env)
     found = recovery.restore_newest_intact(
         Checkpointer(os.path.join(workdir, "checkpoints")), template)
     if found is None:
