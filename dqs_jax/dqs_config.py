@@ -7,7 +7,8 @@ from typing import Tuple
 
 import jax
 
-from dqs_jax.networks import KERNEL_INITS, get_activation
+from dqs_jax.initializers import check_kernel_init
+from dqs_jax.networks import get_activation
 from dqs_jax.schedule import GeometricSchedule
 from dqs_jax.score_targets import ESTIMATORS, PRECISIONS
 from dqs_jax.temperature import log_linear_temperature
@@ -129,9 +130,7 @@ class DQSConfig:
                 "<= 1 and adaptive_*_samples >= 1, got "
                 f"{self.adaptive_low_time}, {self.adaptive_mid_time}, "
                 f"{self.adaptive_low_samples}, {self.adaptive_mid_samples}.")
-        if self.kernel_init not in KERNEL_INITS:
-            raise ValueError(f"DQSConfig.kernel_init must be one of "
-                             f"{KERNEL_INITS}, got {self.kernel_init!r}.")
+        check_kernel_init("DQSConfig.kernel_init", self.kernel_init)
         if self.score_input_activation != "none":
             get_activation(self.score_input_activation)
         if self.eval_start not in EVAL_STARTS:

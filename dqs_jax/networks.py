@@ -3,12 +3,14 @@ noise-prediction network of the DDPM baselines and PPO's Gaussian policy and
 value networks."""
 
 import math
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from dqs_jax.initializers import KERNEL_INITS, get_kernel_init  # noqa: F401
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu,
                "tanh": jnp.tanh, "mish": jax.nn.mish}
@@ -20,23 +22,6 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
         raise ValueError(f"Unknown activation {name!r}; choose one of "
                          f"{sorted(ACTIVATIONS)}.")
     return ACTIVATIONS[name]
-
-
-# Kernel initialisers by name (biases always start at 0): Flax's default
-# LeCun normal, or orthogonal with gain sqrt(2) (the DQS authors' code, for
-# every Dense layer, outputs included).
-KERNEL_INITS = ("lecun_normal", "orthogonal")
-
-
-def get_kernel_init(name: str) -> Dict[str, nn.initializers.Initializer]:
-    """`nn.Dense` keyword arguments for the kernel initialiser `name` (one of
-    `KERNEL_INITS`): `{}` for Flax's default."""
-    if name not in KERNEL_INITS:
-        raise ValueError(f"Unknown kernel_init {name!r}; choose one of "
-                         f"{KERNEL_INITS}.")
-    if name == "orthogonal":
-        return {"kernel_init": nn.initializers.orthogonal(math.sqrt(2.0))}
-    return {}
 
 
 def sinusoidal_embedding(x: jax.Array, dim: int) -> jax.Array:
@@ -86,14 +71,16 @@ class ScoreNetwork(nn.Module):
             batch_shape + (self.embed_dim,))
         obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
         h = jnp.concatenate([obs, x, t_emb, temp_emb], axis=-1)
-        init = get_kernel_init(self.kernel_init)
-        h = nn.Dense(self.hidden_dims[0], name="input", **init)(h)
+        def init(inputs):
+            return get_kernel_init(self.kernel_init, inputs.shape[-1])
+
+        h = nn.Dense(self.hidden_dims[0], name="input", **init(h))(h)
         if self.input_activation is not None:
             h = get_activation(self.input_activation)(h)
         for i, width in enumerate(self.hidden_dims):
             h = h + get_activation(self.activation)(
-                nn.Dense(width, name=f"block_{i}", **init)(h))
-        return nn.Dense(x.shape[-1], name="output", **init)(h)
+                nn.Dense(width, name=f"block_{i}", **init(h))(h))
+        return nn.Dense(x.shape[-1], name="output", **init(h))(h)
 
 
 def conditioned_score_fn(net: ScoreNetwork, params, obs: jax.Array,
@@ -136,9 +123,9 @@ def conditioned_score_fn(net: ScoreNetwork, params, obs: jax.Array,
 class MLP(nn.Module):
     """Plain MLP: `[..., n] -> [..., output_dim]`.
 
+    `init` (a name in `KERNEL_INITS`) initialises every layer; otherwise
     `kernel_init` / `output_kernel_init` (optional) initialise the hidden and
-    the output layers' kernels (default: flax's LeCun normal); biases start
-    at 0 either way.
+    the output layers' kernels (default: flax's LeCun normal), biases 0.
     """
 
     hidden_dims: Sequence[int]
@@ -146,17 +133,20 @@ class MLP(nn.Module):
     activation: str = "relu"
     kernel_init: Optional[nn.initializers.Initializer] = None
     output_kernel_init: Optional[nn.initializers.Initializer] = None
+    init: Optional[str] = None
+
+    def _dense_kwargs(self, x, output: bool):
+        if self.init is not None:
+            return get_kernel_init(self.init, x.shape[-1])
+        kernel = self.output_kernel_init if output else self.kernel_init
+        return {} if kernel is None else {"kernel_init": kernel}
 
     @nn.compact
     def __call__(self, x):
         act = get_activation(self.activation)
-        hidden = {} if self.kernel_init is None else {
-            "kernel_init": self.kernel_init}
-        output = {} if self.output_kernel_init is None else {
-            "kernel_init": self.output_kernel_init}
         for width in self.hidden_dims:
-            x = act(nn.Dense(width, **hidden)(x))
-        return nn.Dense(self.output_dim, **output)(x)
+            x = act(nn.Dense(width, **self._dense_kwargs(x, False))(x))
+        return nn.Dense(self.output_dim, **self._dense_kwargs(x, True))(x)
 
 
 class GaussianPolicy(nn.Module):
@@ -212,9 +202,8 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs, actions):
         inputs = jnp.concatenate([obs, actions], axis=-1)
-        init = get_kernel_init(self.kernel_init).get("kernel_init")
-        return MLP(self.hidden_dims, 1, self.activation, kernel_init=init,
-                   output_kernel_init=init)(inputs)[..., 0]
+        return MLP(self.hidden_dims, 1, self.activation,
+                   init=self.kernel_init)(inputs)[..., 0]
 
 
 class CriticEnsemble(nn.Module):
@@ -249,7 +238,8 @@ class NoisePredictionMLP(nn.Module):
     `time_embed_dim` and an MLP (`time_mlp_dims`, none if empty); its
     output is concatenated with `x` and `obs` and fed to an MLP of
     `hidden_dims` with a linear output of size `d` (the DACER/DIPO/QSM
-    layout; Mish by default as in their official code).
+    layout; Mish by default as in their official code). Every layer starts
+    from `kernel_init` (a name in `KERNEL_INITS`).
 
     Call shapes: `x [..., d]`, `t [...]` or scalar (int or float step),
     `obs [..., o]`; returns `[..., d]`.
@@ -259,6 +249,7 @@ class NoisePredictionMLP(nn.Module):
     time_embed_dim: int = 16
     time_mlp_dims: Sequence[int] = (32,)
     activation: str = "mish"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x, t, obs):
@@ -266,10 +257,11 @@ class NoisePredictionMLP(nn.Module):
         batch_shape = x.shape[:-1]
         t_emb = sinusoidal_embedding(t, self.time_embed_dim)
         for i, width in enumerate(self.time_mlp_dims):
-            t_emb = nn.Dense(width, name=f"time_{i}")(t_emb)
+            t_emb = nn.Dense(width, name=f"time_{i}", **get_kernel_init(
+                self.kernel_init, t_emb.shape[-1]))(t_emb)
             t_emb = act(t_emb) if i < len(self.time_mlp_dims) - 1 else t_emb
         t_emb = jnp.broadcast_to(t_emb, batch_shape + t_emb.shape[-1:])
         obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
         h = jnp.concatenate([x, obs, t_emb], axis=-1)
         return MLP(self.hidden_dims, x.shape[-1], self.activation,
-                   name="denoiser")(h)
+                   init=self.kernel_init, name="denoiser")(h)

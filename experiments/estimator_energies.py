@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agent as dqs_agent
-from experiments import run_io
+from experiments import online_loop, run_io
 
 
 def gmm_energy(dim: int, modes: int, std: float, seed: int):
@@ -74,10 +74,7 @@ def critic_energy(workdir: str):
     if flat.get("agent", "dqs") != "dqs":
         raise ValueError(f"{workdir} is a {flat['agent']} run; a DQS run is "
                          "needed.")
-    fields = {f for f in dqs_agent.DQSConfig.__dataclass_fields__}
-    config = dqs_agent.DQSConfig(**{
-        k: tuple(v) if isinstance(v, list) else v
-        for k, v in flat.items() if k in fields})
+    config = online_loop.agent_config_from_flat(flat)
     tree = ocp.StandardCheckpointer().restore(latest_checkpoint(workdir))
     params = jax.tree_util.tree_map(jnp.asarray,
                                     tree["agent"]["critic_params"])

@@ -9,7 +9,8 @@ Each run is one `experiments.train` process with its own workdir
 `<workdir>/<agent>/<env with ':' as '_'>/seed_<i>`; a finished run (its
 last evaluation at `max_steps`) is skipped, an unfinished one resumes from
 its checkpoint, so rerunning the same command continues the sweep (also
-after a preemption). `--dry_run` prints the commands, `--status` a table of
+after a preemption). `--jobs=N` runs N at a time (each single-threaded
+on the CPU). `--dry_run` prints the commands, `--status` a table of
 progress. Flags after `--` are passed to every run; `--tasks`, `--agents`,
 `--seeds`, `--max_steps` override the preset. `<workdir>/sweep.json`
 records what was asked.
@@ -61,6 +62,9 @@ _MAX_STEPS = flags.DEFINE_integer("max_steps", None,
                                   "Override the preset's steps per run.")
 _DRY_RUN = flags.DEFINE_boolean("dry_run", False, "Print the commands only.")
 _STATUS = flags.DEFINE_boolean("status", False, "Print progress only.")
+_JOBS = flags.DEFINE_integer(
+    "jobs", 1, "Runs at a time; each then keeps XLA's CPU work on one thread "
+    "(on 2 cores, 2 jobs gave 1.45x the env steps/s of 1).", lower_bound=1)
 
 
 def main(argv):
@@ -92,7 +96,7 @@ def main(argv):
         "agent_flags": {k: list(v) for k, v in spec["agent_flags"].items()},
         "extra_flags": list(extra), "versions": run_io.versions()})
     start = time.perf_counter()
-    failures = sweep.execute(runs, spec["max_steps"])
+    failures = sweep.execute(runs, spec["max_steps"], _JOBS.value)
     print(sweep.status_table(runs, spec["max_steps"]))
     print(f"Sweep {_WORKDIR.value}: {(time.perf_counter() - start) / 60:.1f} "
           f"min this call; report: python -m experiments.report "

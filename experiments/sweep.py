@@ -3,6 +3,7 @@ the flag-free library of `experiments.reproduce` (presets documented
 there)."""
 
 
+import concurrent.futures
 import os
 import shlex
 import subprocess
@@ -141,22 +142,46 @@ def status_table(runs: List[Dict], max_steps: int) -> str:
     return "\n".join(lines)
 
 
-def execute(runs: List[Dict], max_steps: int) -> int:
-    """Runs what is not done, in order; returns the number of failures."""
-    failures = 0
-    for i, run in enumerate(runs):
-        if progress(run, max_steps)["state"] == "done":
-            continue
+# XLA flags that keep one run's CPU work on one thread, so that `jobs`
+# concurrent runs share the cores instead of contending for all of them.
+SINGLE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false "
+                     "intra_op_parallelism_threads=1")
+
+
+def job_environment(jobs: int) -> Dict[str, str]:
+    """The environment of each run: this one, plus `SINGLE_THREAD_XLA` in
+    `XLA_FLAGS` when `jobs > 1`."""
+    env = dict(os.environ)
+    if jobs > 1:
+        env["XLA_FLAGS"] = " ".join(
+            f for f in (env.get("XLA_FLAGS", ""), SINGLE_THREAD_XLA) if f)
+    return env
+
+
+def execute(runs: List[Dict], max_steps: int, jobs: int = 1) -> int:
+    """Runs what is not done, in order, `jobs` at a time; returns the
+    number of failures."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}.")
+    env = job_environment(jobs)
+    todo = [(i, run) for i, run in enumerate(runs)
+            if progress(run, max_steps)["state"] != "done"]
+
+    def one(item) -> bool:
+        i, run = item
         print(f"[{time.strftime('%H:%M:%S')}] run {i + 1}/{len(runs)}: "
               + " ".join(shlex.quote(c) for c in run["cmd"][1:]), flush=True)
-        out = subprocess.run(run["cmd"], capture_output=True, text=True)
+        out = subprocess.run(run["cmd"], capture_output=True, text=True,
+                             env=env)
         if out.returncode != 0:
-            failures += 1
             tail = (out.stderr or out.stdout).strip().splitlines()[-5:]
-            print(f"  failed (exit {out.returncode}):\n  "
+            print(f"  run {i + 1} failed (exit {out.returncode}):\n  "
                   + "\n  ".join(tail), file=sys.stderr, flush=True)
-        else:
-            p = progress(run, max_steps)
-            print(f"  {p['state']} at step {p['step']}, return "
-                  f"{p['ret']}", flush=True)
-    return failures
+            return False
+        p = progress(run, max_steps)
+        print(f"  run {i + 1} {p['state']} at step {p['step']}, return "
+              f"{p['ret']}", flush=True)
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        return sum(not ok for ok in pool.map(one, todo))

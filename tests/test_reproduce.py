@@ -99,3 +99,28 @@ def test_dry_run_cli():
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 6 and all("experiments.train" in l for l in lines)
     assert not os.path.exists("W")
+
+
+def test_jobs_run_concurrently_single_threaded(tmp_path):
+    """With jobs=2 the first run can wait for a file the second writes (in
+    series it would give up), and each run sees single-threaded XLA."""
+    spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
+                             max_steps=100)
+    runs = reproduce.commands(spec, str(tmp_path))
+    flag, seen = tmp_path / "second_started", tmp_path / "xla_flags"
+    runs[0]["cmd"] = [sys.executable, "-c", (
+        "import os, sys, time\n"
+        f"for _ in range(600):\n"
+        f"    if os.path.exists({str(flag)!r}): sys.exit(0)\n"
+        "    time.sleep(0.1)\n"
+        "sys.exit(4)")]
+    runs[1]["cmd"] = [sys.executable, "-c", (
+        "import os\n"
+        f"open({str(seen)!r}, 'w').write(os.environ.get('XLA_FLAGS', ''))\n"
+        f"open({str(flag)!r}, 'w').close()")]
+    assert reproduce.execute(runs, 100, jobs=2) == 0
+    assert reproduce.SINGLE_THREAD_XLA in seen.read_text()
+    with pytest.raises(ValueError, match="jobs"):
+        reproduce.execute(runs, 100, jobs=0)
+    assert "XLA_FLAGS" not in reproduce.job_environment(1) or (
+        reproduce.job_environment(1)["XLA_FLAGS"] == os.environ["XLA_FLAGS"])

@@ -56,6 +56,7 @@ import optax
 
 from dqs_jax import critic, ddpm, losses
 from dqs_jax.gmm_entropy import policy_entropy
+from dqs_jax.initializers import check_kernel_init
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.temperature import temperature_step
@@ -99,8 +100,14 @@ class DACERConfig:
     activation: str = "mish"  # denoiser; critics are ReLU (DQS-parity)
     time_embed_dim: int = 16
     time_mlp_dims: Tuple[int, ...] = (32, 16)  # official 16 -> 32 -> 16
+    # Initialisation of every Dense layer of both networks
+    # (`initializers.KERNEL_INITS`): Flax's default; "haiku" (truncated
+    # normal, sd 0.88/sqrt(fan_in)) is the official code's (README
+    # "Baseline defaults").
+    kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
+        check_kernel_init("DACERConfig.kernel_init", self.kernel_init)
         for name in ("hidden_dims", "critic_hidden_dims", "time_mlp_dims"):
             object.__setattr__(self, name,
                                tuple(int(w) for w in getattr(self, name)))
@@ -183,12 +190,14 @@ class DACERState:
 def actor_network(config: DACERConfig) -> NoisePredictionMLP:
     """The noise predictor `eps_theta(x [..., d], t [...], obs [..., o])`."""
     return NoisePredictionMLP(config.hidden_dims, config.time_embed_dim,
-                              config.time_mlp_dims, config.activation)
+                              config.time_mlp_dims, config.activation,
+                              kernel_init=config.kernel_init)
 
 
 def critic_network(config: DACERConfig) -> CriticEnsemble:
     """The critic ensemble (ReLU MLPs)."""
-    return CriticEnsemble(config.critic_hidden_dims, config.num_critics)
+    return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
+                          kernel_init=config.kernel_init)
 
 
 def _optimisers(config: DACERConfig):

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import critic, losses
+from dqs_jax.initializers import check_kernel_init
 from dqs_jax.networks import MLP, CriticEnsemble
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -61,6 +62,10 @@ class DeterministicConfig:
     tau: float = 0.005
     max_action: float = 1.0
     exploration_noise: float = 0.1  # std of the acting noise / max_action
+    # Initialisation of every Dense layer (`initializers.KERNEL_INITS`):
+    # Flax's default; "pytorch" (kernels and biases U(+-1/sqrt(fan_in))) is
+    # the official TD3 code's (README "Baseline defaults").
+    kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
         name = type(self).__name__
@@ -84,6 +89,7 @@ class DeterministicConfig:
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"{name}.tau must be in (0, 1], got {self.tau}.")
         self._check_non_negative("exploration_noise")
+        check_kernel_init(f"{name}.kernel_init", self.kernel_init)
 
     def _check_non_negative(self, field: str) -> None:
         value = getattr(self, field)
@@ -109,10 +115,12 @@ class DeterministicActor(nn.Module):
     act_dim: int
     max_action: float = 1.0
     activation: str = "relu"
+    kernel_init: str = "lecun_normal"  # a name in `KERNEL_INITS`
 
     @nn.compact
     def __call__(self, obs):
-        out = MLP(self.hidden_dims, self.act_dim, self.activation)(obs)
+        out = MLP(self.hidden_dims, self.act_dim, self.activation,
+                  init=self.kernel_init)(obs)
         return self.max_action * jnp.tanh(out)
 
 
@@ -136,12 +144,14 @@ class DeterministicState:
 def actor_network(config: DeterministicConfig,
                   act_dim: int) -> DeterministicActor:
     """The actor module `config` describes."""
-    return DeterministicActor(config.hidden_dims, act_dim, config.max_action)
+    return DeterministicActor(config.hidden_dims, act_dim, config.max_action,
+                              kernel_init=config.kernel_init)
 
 
 def critic_network(config: DeterministicConfig) -> CriticEnsemble:
     """The critic ensemble module `config` describes (ReLU MLPs)."""
-    return CriticEnsemble(config.critic_hidden_dims, config.num_critics)
+    return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
+                          kernel_init=config.kernel_init)
 
 
 def _optimisers(config: DeterministicConfig):

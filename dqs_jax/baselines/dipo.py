@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import critic, ddpm, replay
+from dqs_jax.initializers import check_kernel_init
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -82,8 +83,13 @@ class DIPOConfig:
     critic_activation: str = "mish"
     time_embed_dim: int = 32
     time_mlp_dims: Tuple[int, ...] = (256, 32)
+    # Initialisation of every Dense layer of both networks
+    # (`initializers.KERNEL_INITS`): Flax's default; "dipo" (N(0, 1/(4
+    # fan_in))) is the official code's (README "Baseline defaults").
+    kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
+        check_kernel_init("DIPOConfig.kernel_init", self.kernel_init)
         for name in ("hidden_dims", "critic_hidden_dims", "time_mlp_dims"):
             dims = tuple(int(w) for w in getattr(self, name))
             if (not dims and name != "time_mlp_dims") or min(dims,
@@ -141,13 +147,14 @@ class DIPOState:
 def policy_network(config: DIPOConfig) -> NoisePredictionMLP:
     """`eps_theta(x [..., d], t, obs [..., o]) -> [..., d]`."""
     return NoisePredictionMLP(config.hidden_dims, config.time_embed_dim,
-                              config.time_mlp_dims, config.activation)
+                              config.time_mlp_dims, config.activation,
+                              kernel_init=config.kernel_init)
 
 
 def critic_network(config: DIPOConfig) -> CriticEnsemble:
     """The twin critic `[..., o], [..., d] -> [..., E]`."""
     return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
-                          config.critic_activation)
+                          config.critic_activation, config.kernel_init)
 
 
 def _with_clip(rule: optax.GradientTransformation, max_norm: float

@@ -48,6 +48,7 @@ import optax
 
 from dqs_jax import critic, ddpm, losses
 from dqs_jax.hashing import observation_keys
+from dqs_jax.initializers import check_kernel_init
 from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.score_matching import (BatchedEnsembleQFn, q_action_gradient,
@@ -91,8 +92,13 @@ class QSMConfig:
     # Deterministic act: False, the stochastic chain seeded by the
     # observation (official evaluation distribution); True, x_T = 0, no noise.
     noise_free_eval: bool = False
+    # Initialisation of every Dense layer of both networks
+    # (`initializers.KERNEL_INITS`): Flax's default; "xavier_uniform" is
+    # the official (jaxrl5) code's (README "Baseline defaults").
+    kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
+        check_kernel_init("QSMConfig.kernel_init", self.kernel_init)
         for name in ("hidden_dims", "critic_hidden_dims", "time_mlp_dims"):
             dims = tuple(int(w) for w in getattr(self, name))
             if (not dims and name != "time_mlp_dims") or min(
@@ -154,12 +160,14 @@ class QSMState:
 def actor_network(config: QSMConfig) -> NoisePredictionMLP:
     """The noise predictor `eps_theta(x [..., d], t, obs [..., o])`."""
     return NoisePredictionMLP(config.hidden_dims, config.time_embed_dim,
-                              config.time_mlp_dims, config.activation)
+                              config.time_mlp_dims, config.activation,
+                              kernel_init=config.kernel_init)
 
 
 def critic_network(config: QSMConfig) -> CriticEnsemble:
     """The critic ensemble module (ReLU MLPs, as the official code)."""
-    return CriticEnsemble(config.critic_hidden_dims, config.num_critics)
+    return CriticEnsemble(config.critic_hidden_dims, config.num_critics,
+                          kernel_init=config.kernel_init)
 
 
 def _optimisers(config: QSMConfig):

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from dqs_jax import losses
-from dqs_jax.networks import (KERNEL_INITS, MLP, CriticEnsemble,
-                              get_kernel_init)
+from dqs_jax.initializers import check_kernel_init
+from dqs_jax.networks import MLP, CriticEnsemble
 from dqs_jax.optim import apply_gradients
 from dqs_jax.temperature import temperature_step
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
@@ -55,9 +55,10 @@ class SACConfig:
     max_action: float = 1.0
     log_std_min: float = -5.0
     log_std_max: float = 2.0
-    # Dense kernels of actor and critic, outputs included (biases 0):
-    # "lecun_normal" (Flax's default) or "orthogonal" (gain sqrt 2, as the
-    # SAC of the DQS authors' lab; README "Baseline defaults").
+    # Initialisation of every Dense layer of actor and critic, a name in
+    # `initializers.KERNEL_INITS`: "lecun_normal" (Flax's default);
+    # "orthogonal" (gain sqrt 2) is the SAC of the DQS authors' lab, and
+    # "xavier_uniform" jaxrl5's (README "Baseline defaults").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):
@@ -86,9 +87,7 @@ class SACConfig:
                 self.target_entropy):
             raise ValueError("SACConfig.target_entropy must be None or finite, "
                              f"got {self.target_entropy}.")
-        if self.kernel_init not in KERNEL_INITS:
-            raise ValueError(f"SACConfig.kernel_init must be one of "
-                             f"{KERNEL_INITS}, got {self.kernel_init!r}.")
+        check_kernel_init("SACConfig.kernel_init", self.kernel_init)
         if not self.log_std_min < self.log_std_max:
             raise ValueError("SACConfig.log_std_min must be < log_std_max, got "
                              f"{self.log_std_min}, {self.log_std_max}.")
@@ -117,9 +116,8 @@ class TanhGaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        init = get_kernel_init(self.kernel_init).get("kernel_init")
         out = MLP(self.hidden_dims, 2 * self.act_dim, self.activation,
-                  kernel_init=init, output_kernel_init=init)(obs)
+                  init=self.kernel_init)(obs)
         mean, raw = jnp.split(out, 2, axis=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min
                                             ) * (jnp.tanh(raw) + 1.0)
