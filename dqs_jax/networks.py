@@ -71,6 +71,7 @@ class ScoreNetwork(nn.Module):
             batch_shape + (self.embed_dim,))
         obs = jnp.broadcast_to(obs, batch_shape + obs.shape[-1:])
         h = jnp.concatenate([obs, x, t_emb, temp_emb], axis=-1)
+
         def init(inputs):
             return get_kernel_init(self.kernel_init, inputs.shape[-1])
 
