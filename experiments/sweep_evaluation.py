@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from experiments import run_io
+from experiments import run_io, sweep
 from experiments.run_evaluation import evaluate_run
 
 
@@ -45,8 +45,8 @@ def reevaluate_sweep(sweep_dir: str, overrides: Dict,
     tag = settings_tag(overrides)
     rows = []
     for run in sweep_runs(sweep_dir):
-        evals = run_io.eval_rows(run["workdir"])
-        if not evals or evals[-1]["step"] < spec["max_steps"]:
+        done = sweep.progress(run, spec["max_steps"])
+        if done["state"] != "done":
             continue
         cache = os.path.join(run["workdir"], f"reevaluation_{tag}.json")
         if os.path.exists(cache):
@@ -54,13 +54,13 @@ def reevaluate_sweep(sweep_dir: str, overrides: Dict,
         else:
             result = evaluate(run["workdir"], episodes, overrides)
             run_io.write_json(cache, result)
-        if result["step"] != evals[-1]["step"]:
+        if result["step"] != done["step"]:
             raise ValueError(f"{run['workdir']}: newest checkpoint at step "
                              f"{result['step']}, last evaluation at "
-                             f"{evals[-1]['step']}.")
+                             f"{done['step']}.")
         rows.append({**{k: run[k] for k in ("agent", "env", "seed")},
                      "step": result["step"],
-                     "trained": float(evals[-1]["eval_return_mean"]),
+                     "trained": float(done["ret"]),
                      "changed": float(result["mean"])})
         log(f"{run['agent']} {run['env']} seed {run['seed']}: "
             f"{rows[-1]['trained']:.1f} -> {rows[-1]['changed']:.1f}")
