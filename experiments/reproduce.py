@@ -36,11 +36,14 @@ Presets (`PRESETS`):
   `dqs@previous` (LeCun-normal init, no input activation) on
   `cheetah-run` and `walker-walk`, 5 seeds, 30k steps, evaluation every 5k
   with 10 episodes, `make run`'s sizes: 20 DQS runs of ~10 min on 2 cores.
+- `init` (issue 14, baselines): `sac@orthogonal` (the DQS authors' lab's
+  SAC initialisation) against `sac@lecun_normal` (Flax's, the default) on
+  the `parity` tasks, seeds, steps and sizes: 20 SAC runs.
 
-An agent may be given as `agent@variant` (the `parity` preset's agents):
-`--agent=agent` plus the flags the preset lists for that variant, in the
-run folder `<workdir>/agent@variant/...`; reports show each label as an
-agent.
+An agent may be given as `agent@variant` (the `parity` and `init` presets'
+agents): `--agent=agent` plus the flags the preset lists for that variant,
+in the run folder `<workdir>/agent@variant/...`; reports show each label
+as an agent.
 """
 
 import os

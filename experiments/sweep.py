@@ -48,6 +48,16 @@ PRESETS: Dict[str, Dict] = {
                    variants={"reference": (),
                              "previous": ("--kernel_init=lecun_normal",
                                           "--score_input_activation=none")}),
+    # Issue 14, baselines: SAC with the initialisation of the DQS authors'
+    # lab's SAC (orthogonal sqrt(2), outputs included) against Flax's
+    # default (this library's), at the parity preset's sizes and tasks.
+    "init": dict(tasks=("dmc:cheetah-run", "dmc:walker-walk"),
+                 agents=("sac@lecun_normal", "sac@orthogonal"),
+                 seeds=(0, 1, 2, 3, 4), max_steps=30_000, eval_every=5_000,
+                 eval_episodes=10,
+                 flags=("--seed_steps=2000",) + _SMALL_NETS, agent_flags={},
+                 variants={"lecun_normal": (),
+                           "orthogonal": ("--kernel_init=orthogonal",)}),
 }
 VARIANT_SEP = "@"
 

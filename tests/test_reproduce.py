@@ -71,6 +71,19 @@ def test_variants_add_their_flags_and_folders():
         reproduce.resolve("parity", agent_names=["dqn@previous"])
 
 
+def test_init_preset_varies_only_the_sac_initialisation():
+    runs = reproduce.commands(reproduce.resolve("init", seeds=["1"]), "W")
+    assert len(runs) == 4
+    by_label = {(r["agent"], r["env"]): set(r["cmd"]) for r in runs}
+    flax = by_label[("sac@lecun_normal", "dmc:cheetah-run")]
+    ortho = by_label[("sac@orthogonal", "dmc:cheetah-run")]
+    assert "--agent=sac" in flax and "--max_steps=30000" in flax
+    assert {c.split("=")[0] for c in ortho - flax} == {"--kernel_init",
+                                                       "--workdir"}
+    assert "--kernel_init=orthogonal" in ortho
+    assert agents.get_agent("sac").config_cls().kernel_init == "lecun_normal"
+
+
 def test_status_and_skipping_finished_runs(tmp_path, capsys):
     spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
                              max_steps=100)
