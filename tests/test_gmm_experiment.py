@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from dqs_jax import metrics
 from dqs_jax.envs import gmm
@@ -15,6 +16,8 @@ from experiments import gmm_diagnostics, gmm_references, plotting
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # ~50 s cold; the loop, diagnostics and references it
+# runs have their own fast tests (test_loop.py, the tests below).
 def test_gmm_experiment_small_run(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "experiments.gmm", "--num_steps=600",

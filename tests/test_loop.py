@@ -108,9 +108,11 @@ def test_chunked_run_equals_whole_run():
     for _ in range(2):
         state, info = run(AGENT, ENV, LOOP, state, 50, learn=True)
         rewards.append(info.reward)
+    # Two programs of the same computation: float reassociation, amplified
+    # by 100 updates, moves rewards by up to ~5e-4 relative (measured).
     np.testing.assert_allclose(np.concatenate(rewards),
                                whole_info.reward[LOOP.seed_steps:],
-                               rtol=1e-4, atol=1e-3)
+                               rtol=2e-3, atol=1e-3)
 
 
 def test_evaluate_equals_stepping_the_episodes_in_python():
