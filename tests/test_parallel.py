@@ -59,18 +59,20 @@ SEEDS = PRELUDE + """
                                  keys, 20, devices=jax.devices()[:1])
     leaf = jax.tree_util.tree_leaves(spread.agent_state.score_params)[0]
     assert len(leaf.sharding.device_set) == 4
-    # 40 learning steps through sampled actions amplify float reassociation
-    # (two programs): measured <= 2.4e-4 absolute on parameters of ~1e-2
-    # under the suite's compiler switches (tests/conftest.py).
+    # 40 learning steps through sampled actions amplify float noise a bit.
     for a, b in zip(jax.tree_util.tree_leaves(spread.agent_state),
                     jax.tree_util.tree_leaves(local.agent_state)):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-4)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     print("OK")
 """
 
 
 def run_on_four_devices(script):
-    flags_ = (os.environ.get("XLA_FLAGS", "") +
+    # XLA's own emitters (tests/conftest.py switches them off elsewhere): the
+    # sharded and local programs reassociate floats differently, and 40
+    # learning steps amplify that beyond the tolerance under the loop ones.
+    flags_ = (os.environ.get("XLA_FLAGS", "").replace(
+        "--xla_cpu_use_fusion_emitters=false", "") +
               " --xla_force_host_platform_device_count=4")
     env = dict(os.environ, XLA_FLAGS=flags_)
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
