@@ -1,6 +1,6 @@
 r"""Resumable sweep over tasks x agents x seeds: the paper's DMC tables.
 
-    python -m experiments.reproduce --preset=cpu --workdir=runs/repro_cpu
+    python -m experiments.reproduce --preset=smoke --workdir=runs/repro_smoke
     python -m experiments.reproduce --preset=paper --workdir=W --dry_run
     python -m experiments.reproduce --workdir=W --status
     python -m experiments.report --sweep=W       # tables and plots
@@ -27,10 +27,12 @@ Presets (`PRESETS`):
   env step, ~2-4 ms) and by DQS's update (K = 1000, ~10 ms expected on a
   GPU, 1.3 s on 2 CPU cores), so 2 x 20k DQS steps take ~10 min and SAC's
   ~3 min.
-- `cpu`: DQS and SAC on `reacher-hard`, 3 seeds, 20k steps with `make
-  run`'s sizes (128-unit networks, batch 128, K = 32): about 45 minutes on
-  2 cores (DQS ~20 ms per step, SAC ~7 ms); it shows the early phase of
-  the curve where the paper reports its largest gap.
+- `cpu`: the paper's 100k-step comparison at CPU sizes: DQS, SAC and TD3
+  on `cheetah-run` and `reacher-hard`, 3 seeds, 100k steps, evaluation
+  every 10k with 10 episodes, 10k seed steps, every agent with 2x128
+  networks and batch 128 (DQS: K = 32, 20 sampler steps). 18 runs.
+- `smoke`: DQS and SAC on `reacher-hard`, 3 seeds, 2k steps at the `cpu`
+  sizes: a few minutes, to see a sweep work end to end.
 - `parity` (issue 14): `dqs@reference` (this library's defaults, the
   authors' orthogonal init and GELU input activation) against
   `dqs@previous` (LeCun-normal init, no input activation) on
@@ -56,7 +58,7 @@ from absl import app, flags
 from experiments import run_io, sweep
 from experiments.sweep import PRESETS
 
-_PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS), "Sweep preset.")
+_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Sweep preset.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep folder (required).")
 _TASKS = flags.DEFINE_list("tasks", None, "Override the preset's tasks.")
 _AGENTS = flags.DEFINE_list("agents", None, "Override the preset's agents.")

@@ -36,6 +36,15 @@ def test_paper_preset_is_the_full_grid():
     assert len({r["workdir"] for r in runs}) == len(runs)
 
 
+def test_cpu_preset_is_the_100k_comparison():
+    runs = reproduce.commands(reproduce.resolve("cpu"), "W")
+    assert len(runs) == 2 * 3 * 3
+    assert {r["agent"] for r in runs} == {"dqs", "sac", "td3"}
+    assert all("--max_steps=100000" in r["cmd"] and "--eval_every=10000"
+               in r["cmd"] and "--hidden_dims=128,128" in r["cmd"]
+               for r in runs)
+
+
 def test_overrides_and_validation():
     spec = reproduce.resolve("cpu", tasks=["dmc:cartpole-balance"],
                              agent_names=["sac"], seeds=["4"], max_steps=7)
@@ -85,7 +94,7 @@ def test_init_preset_varies_only_the_sac_initialisation():
 
 
 def test_status_and_skipping_finished_runs(tmp_path, capsys):
-    spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
+    spec = reproduce.resolve("smoke", agent_names=["dqs"], seeds=["0", "1"],
                              max_steps=100)
     runs = reproduce.commands(spec, str(tmp_path))
     write_evals(runs[0]["workdir"], [50, 100], [1.0, 2.5])
@@ -105,7 +114,7 @@ def test_status_and_skipping_finished_runs(tmp_path, capsys):
 
 def test_dry_run_cli():
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", "--preset=cpu",
+        [sys.executable, "-m", "experiments.reproduce", "--preset=smoke",
          "--workdir=W", "--dry_run"], capture_output=True, text=True,
         timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -117,7 +126,7 @@ def test_dry_run_cli():
 def test_jobs_run_concurrently_single_threaded(tmp_path):
     """With jobs=2 the first run can wait for a file the second writes (in
     series it would give up), and each run sees single-threaded XLA."""
-    spec = reproduce.resolve("cpu", agent_names=["dqs"], seeds=["0", "1"],
+    spec = reproduce.resolve("smoke", agent_names=["dqs"], seeds=["0", "1"],
                              max_steps=100)
     runs = reproduce.commands(spec, str(tmp_path))
     flag, seen = tmp_path / "second_started", tmp_path / "xla_flags"
