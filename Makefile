@@ -39,7 +39,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m experiments.gmm_demo --workdir=runs/gmm_demo
+	$(PY) -m experiments.gmm.demo --workdir=runs/gmm_demo
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -26,7 +26,7 @@ tensorboard/, learning_curve.png and checkpoints/.
 
 `--num_seeds=N` trains seeds `--seed`, ..., `--seed + N - 1` in one process:
 N host environments stepped in lockstep and one vmapped `act` / `update` over
-the seeds per step (`experiments.seeds_loop`); each seed's outputs go to
+the seeds per step (`dqs_jax.training`); each seed's outputs go to
 `<workdir>/seed_<i>/`, one checkpoint holds them all, and resume works as
 above. `--shard_seeds` spreads the seeds over all devices.
 """
@@ -41,9 +41,10 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags as ml_config_flags  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
-from experiments import config_flags, online_loop  # noqa: E402
+from experiments.configs import agent_flags as config_flags
+from dqs_jax import training
 
-_DEFAULTS = online_loop.RunSettings()
+_DEFAULTS = training.RunSettings()
 _ENV = flags.DEFINE_string(
     "env", _DEFAULTS.env, "Environment, `<family>:<name>`, e.g. "
     "dmc:cheetah-run (every dm_control.suite.ALL_TASKS entry as "
@@ -124,7 +125,7 @@ def _from_config():
                        for k, v in overrides.items()}
 
 
-def settings_from_flags() -> online_loop.RunSettings:
+def settings_from_flags() -> training.RunSettings:
     """RunSettings from the parsed flags (over `--config` if given);
     ValueError on bad values."""
     name, run, overrides = _from_config()
@@ -138,7 +139,7 @@ def settings_from_flags() -> online_loop.RunSettings:
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{agent}_{value['env'].replace(':', '_')}_seed"
         f"{value['seed']}")
-    settings = online_loop.RunSettings(
+    settings = training.RunSettings(
         agent=agent, workdir=workdir, overwrite=_OVERWRITE.value,
         agent_config=spec.make_config(**overrides), **value)
     settings.validate()
@@ -155,10 +156,10 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     try:
-        summary = online_loop.train(settings, argv=sys.argv)
-    except (online_loop.ConfigMismatchError,
-            online_loop.NoIntactCheckpointError,
-            online_loop.NonFiniteLossError) as e:
+        summary = training.train(settings, argv=sys.argv)
+    except (training.ConfigMismatchError,
+            training.NoIntactCheckpointError,
+            training.NonFiniteLossError) as e:
         print(f"ERROR: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if summary["stopped_by"] is not None:  # The loop printed its line.

@@ -22,11 +22,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # fusion emitters (the older loop emitters compile a training scan in about
 # half the time). The same XLA graph runs; comparisons between two
 # programs of one computation see a different float reassociation
-# (test_loop's chunked run, measured 4.4e-4 relative; test_parallel keeps
-# XLA's emitters for its sharded runs).
-_TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0",
-                   "--xla_cpu_use_fusion_emitters=false")
-for _flag in _TEST_XLA_FLAGS:
+# (test_loop's chunked runs and test_parallel's sharded runs compare
+# such programs in a subprocess with XLA's own emitters:
+# `tests.helpers.run_with_xla_emitters`).
+from tests.helpers import TEST_XLA_FLAGS  # noqa: E402
+
+for _flag in TEST_XLA_FLAGS:
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
                                    + _flag).strip()

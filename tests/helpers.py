@@ -1,11 +1,38 @@
 """Shared helpers of the agent and loop tests."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax.envs import maze_geometry
 from dqs_jax.types import Batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# XLA:CPU switches of the test suite (tests/conftest.py): faster compiles,
+# the same graph, another float reassociation between two programs.
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0",
+                  "--xla_cpu_use_fusion_emitters=false")
+_LOOP_EMITTERS = TEST_XLA_FLAGS[1]
+
+
+def run_with_xla_emitters(script: str, extra_xla_flags: str = "") -> None:
+    """Runs `script` in a subprocess with XLA:CPU's own (fusion) emitters
+    and `extra_xla_flags`; it must print OK last. For comparisons of two
+    compiled programs of one computation (chunked vs whole run, sharded vs
+    local), whose float reassociation under the suite's loop emitters,
+    amplified by many learning steps, exceeds their bounds."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(_LOOP_EMITTERS, "")
+    env = dict(os.environ, XLA_FLAGS=f"{flags} {extra_xla_flags}".strip())
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                         cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.strip().endswith("OK")
 
 
 def random_batch(obs_dim: int, act_dim: int, batch_size: int, seed: int = 0,

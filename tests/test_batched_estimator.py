@@ -163,7 +163,7 @@ def test_agent_update_matches_the_reference_idem_loss():
 
 
 def test_naive_reference_agrees_with_the_library():
-    from experiments.naive_idem import naive_target_fn
+    from experiments.bench.naive_idem import naive_target_fn
     naive = naive_target_fn(CONFIG, STATE.critic_params)(OBS, X_T, H, TEMP,
                                                          KEY)
     np.testing.assert_allclose(naive, reference_targets(), rtol=2e-4,

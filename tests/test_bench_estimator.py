@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dqs_jax import mixtures
-from experiments import estimator_metrics
-from experiments.estimator_energies import gmm_energy
+from experiments.estimators import metrics as estimator_metrics
+from experiments.estimators.energies import gmm_energy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ def test_matches_picks_the_cheapest_within_tolerance():
 @pytest.mark.slow
 def test_a_small_run_writes_json_and_plot(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.bench_estimator",
+        [sys.executable, "-m", "experiments.bench.estimator",
          f"--workdir={tmp_path}", "--critic_steps=300", "--num_samples=4,16",
          "--reference_samples=512", "--gmm_rows_per_bin=4",
          "--critic_rows_per_bin=2", "--batch_size=16", "--repeats=1",

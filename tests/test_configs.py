@@ -9,7 +9,7 @@ import pytest
 
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
-from experiments import online_loop
+from dqs_jax import training
 from experiments.configs import common, dmc, gmm, maze
 
 
@@ -20,7 +20,7 @@ def test_dmc_config_is_the_code_defaults():
     assert dict(config.agent) == {
         f.name: getattr(dqs_agent.DQSConfig(), f.name)
         for f in dataclasses.fields(dqs_agent.DQSConfig)}
-    run = online_loop.RunSettings()
+    run = training.RunSettings()
     assert config.run.max_steps == 250_000 == run.max_steps
     assert config.run.eval_every == 10_000
     sac = dmc.get_config("sac")
@@ -41,7 +41,7 @@ def test_gmm_config_is_the_binary_preset():
 
 def test_maze_config_is_the_binary_preset(monkeypatch):
     from ml_collections import config_flags as ml_config_flags
-    from experiments import maze_settings
+    from experiments.maze import settings as maze_settings
     assert maze.get_config().to_dict() == maze.PRESETS["cpu"]
     with pytest.raises(ValueError, match="preset"):
         maze.get_config("tpu")

@@ -11,7 +11,9 @@ import pytest
 
 from dqs_jax import metrics
 from dqs_jax.envs import gmm
-from experiments import gmm_diagnostics, gmm_references, plotting
+from experiments.gmm import diagnostics as gmm_diagnostics
+from experiments.gmm import references as gmm_references
+from experiments import plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,7 +121,7 @@ def test_reference_policies():
 def test_critic_fit_direction_error():
     """The supervised check's metric: zero for the exact reward, about 180
     degrees for its negation; a short fit runs and lowers the loss."""
-    from experiments import reward_regression as cf
+    from experiments.gmm import critic_fit as cf
     key = jax.random.PRNGKey(0)
     exact = np.asarray(cf.direction_errors(cf.one_step_reward, key, 200))
     np.testing.assert_allclose(exact, 0.0, atol=1e-6)

@@ -343,12 +343,12 @@ def test_train_binary_runs_on_the_maze(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", sorted(TINY_AGENTS))
 def test_every_agent_trains_on_the_maze(tmp_path, agent):
-    from experiments import online_loop
+    from dqs_jax import training
     from dqs_jax import agents
     config = agents.get_agent(agent).make_config(
         hidden_dims=(16, 16), critic_hidden_dims=(16, 16),
         **TINY_AGENTS[agent])
-    summary = online_loop.train(online_loop.RunSettings(
+    summary = training.train(training.RunSettings(
         env="maze:two-goal", agent=agent, seed=1, max_steps=200,
         seed_steps=100, batch_size=16, replay_size=1000, eval_every=200,
         eval_episodes=1, checkpoint_every=200, log_interval=200,

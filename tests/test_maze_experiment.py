@@ -11,7 +11,8 @@ import pytest
 
 from dqs_jax.envs import maze_geometry
 from dqs_jax.envs.base import StepResult
-from experiments import maze_rollouts, maze_settings
+from experiments.maze import rollouts as maze_rollouts
+from experiments.maze import settings as maze_settings
 from experiments.configs.maze import PRESETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,7 +4,7 @@ fractions, top-left route fractions, their aggregates over seeds."""
 import numpy as np
 import pytest
 
-from experiments import maze_summary as ms
+from experiments.maze import summary as ms
 from tests.helpers import BOTTOM_RIGHT, LEFT_COLUMN, NOWHERE, TOP_ROW
 
 INSIDE = TOP_ROW[-1:]  # Starts inside the top-left disc: route unknown.

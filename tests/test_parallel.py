@@ -1,13 +1,8 @@
 """Multi-device runs on 4 forced host (CPU) devices equal single-device runs."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_with_xla_emitters
 
 PRELUDE = """
     import jax, jax.numpy as jnp, numpy as np
@@ -68,18 +63,10 @@ SEEDS = PRELUDE + """
 
 
 def run_on_four_devices(script):
-    # XLA's own emitters (tests/conftest.py switches them off elsewhere): the
-    # sharded and local programs reassociate floats differently, and 40
-    # learning steps amplify that beyond the tolerance under the loop ones.
-    flags_ = (os.environ.get("XLA_FLAGS", "").replace(
-        "--xla_cpu_use_fusion_emitters=false", "") +
-              " --xla_force_host_platform_device_count=4")
-    env = dict(os.environ, XLA_FLAGS=flags_)
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
-                         cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    assert out.stdout.strip().endswith("OK")
+    # XLA's own emitters: the sharded and local programs reassociate floats
+    # differently, and 40 learning steps amplify that beyond the tolerance
+    # under the suite's loop emitters.
+    run_with_xla_emitters(script, "--xla_force_host_platform_device_count=4")
 
 
 def test_data_parallel_update_on_four_host_devices_matches_one():

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from dqs_jax import rl_stats
-from experiments import report_writer
-from experiments import sweep_results as sr
+from experiments.dmc import report_writer
+from experiments.dmc import sweep_results as sr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

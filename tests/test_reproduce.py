@@ -9,7 +9,7 @@ from absl import app
 import pytest
 
 from dqs_jax import agents
-from experiments import sweep as reproduce
+from experiments.dmc import sweep as reproduce
 
 
 def write_evals(run_dir, steps, returns):

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import online_loop, seeds_loop
+from dqs_jax import training
+from dqs_jax.training import learners, progress
 from tests.test_train import deterministic_rows, settings
 
 SEEDS = (3, 4, 5)
@@ -19,7 +20,7 @@ STEPS = dict(max_steps=400, eval_every=200, checkpoint_every=200)
 @pytest.fixture(scope="module")
 def three_seeds(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("three_seeds")
-    summary = online_loop.train(settings(workdir, num_seeds=3, **STEPS))
+    summary = training.train(settings(workdir, num_seeds=3, **STEPS))
     return workdir, summary
 
 
@@ -41,11 +42,11 @@ def assert_seed_equals_single_run(workdir, summary, index, single_dir):
     and a 1000-step evaluation episode: measured <= 2e-5 relative on eval
     returns and <= 1e-4 absolute on parameters; asserted at 1e-3 / 2e-3."""
     seed = SEEDS[index]
-    single = online_loop.train(settings(single_dir, seed=seed, **STEPS))
+    single = training.train(settings(single_dir, seed=seed, **STEPS))
     np.testing.assert_allclose(
-        eval_returns(seeds_loop.seed_dir(str(workdir), index)),
+        eval_returns(training.seed_dir(str(workdir), index)),
         eval_returns(single_dir), rtol=1e-3)
-    mine = seeds_loop.seed_learners.unstack_tree(summary["state"], index)
+    mine = learners.unstack_tree(summary["state"], index)
     for a, b in zip(jax.tree_util.tree_leaves(mine),
                     jax.tree_util.tree_leaves(single["state"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b),
@@ -91,10 +92,10 @@ def test_outputs_per_seed_and_one_checkpoint(three_seeds):
 def test_extending_a_three_seed_run_equals_an_uninterrupted_one(
         three_seeds, tmp_path):
     workdir, _ = three_seeds
-    first = online_loop.train(settings(tmp_path, num_seeds=3, **dict(
+    first = training.train(settings(tmp_path, num_seeds=3, **dict(
         STEPS, max_steps=200)))
     assert first["env_steps"] == 200
-    online_loop.train(settings(tmp_path, num_seeds=3, **STEPS))
+    training.train(settings(tmp_path, num_seeds=3, **STEPS))
     for i in range(3):
         assert (deterministic_rows(tmp_path / f"seed_{i}")
                 == deterministic_rows(workdir / f"seed_{i}"))
@@ -118,8 +119,8 @@ def assert_same_final_checkpoint(a, b, step):
 
 def test_num_seeds_is_part_of_the_run(three_seeds, tmp_path):
     workdir, _ = three_seeds
-    with pytest.raises(online_loop.ConfigMismatchError, match="num_seeds"):
-        online_loop.train(settings(workdir, num_seeds=2, **STEPS))
+    with pytest.raises(training.ConfigMismatchError, match="num_seeds"):
+        training.train(settings(workdir, num_seeds=2, **STEPS))
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -128,12 +129,12 @@ def test_num_seeds_is_part_of_the_run(three_seeds, tmp_path):
 ])
 def test_bad_seed_settings_fail_before_any_work(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
-        online_loop.train(settings(tmp_path / "w", **overrides))
+        training.train(settings(tmp_path / "w", **overrides))
     assert not (tmp_path / "w").exists()
 
 
 def test_lockstep_evaluation_matches_one_env_at_a_time():
-    """`evaluate_seeds` with episodes of unequal length (a finished env
+    """`progress.evaluate` with episodes of unequal length (a finished env
     waits) gives each env the returns it gets alone."""
 
     class Countdown:
@@ -159,7 +160,7 @@ def test_lockstep_evaluation_matches_one_env_at_a_time():
         calls.append(observations.shape)
         return np.full((observations.shape[0], 1), states, np.float32)
 
-    returns = seeds_loop.evaluate_seeds([Countdown(3), Countdown(5)], act,
+    returns = progress.evaluate([Countdown(3), Countdown(5)], act,
                                         0.5, num_episodes=2)
     assert returns == [[4.5, 4.5], [7.5, 7.5]]
     assert calls == [(2, 2)] * 10  # 5 lockstep calls per episode.

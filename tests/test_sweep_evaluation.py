@@ -6,19 +6,21 @@ import os
 import numpy as np
 import pytest
 
-from experiments import run_io, sweep_evaluation
+from experiments.dmc import evaluate_sweep as sweep_evaluation
+from dqs_jax.training import files
+from experiments.dmc import sweep
 
 
 def make_sweep(root, finished, max_steps=100):
     """A sweep.json of 2 agents x 1 task x 3 seeds; `finished[(agent,
     seed)]` is the last evaluation's mean return (others stop early)."""
     agents_, seeds = ["dqs@a", "dqs@b"], [0, 1, 2]
-    run_io.write_json(os.path.join(root, "sweep.json"), dict(
+    files.write_json(os.path.join(root, "sweep.json"), dict(
         tasks=["dmc:t"], agents=agents_, seeds=seeds, max_steps=max_steps,
         eval_episodes=3))
     for agent in agents_:
         for seed in seeds:
-            run = run_io.sweep_run_dir(root, agent, "dmc:t", seed)
+            run = sweep.sweep_run_dir(root, agent, "dmc:t", seed)
             os.makedirs(run)
             last = (max_steps if (agent, seed) in finished
                     else max_steps // 2)

@@ -19,7 +19,7 @@ import pytest
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
 from dqs_jax import checkpoint as checkpoint_lib
-from experiments import online_loop
+from dqs_jax import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = ("env_steps_per_sec", "updates_per_sec", "wall_time", "eval_seconds")
@@ -35,7 +35,7 @@ def settings(workdir, **overrides):
                 eval_every=300, eval_episodes=1, checkpoint_every=200,
                 log_interval=200, workdir=str(workdir), agent_config=TINY)
     base.update(overrides)
-    return online_loop.RunSettings(**base)
+    return training.RunSettings(**base)
 
 
 def deterministic_rows(workdir):
@@ -67,7 +67,7 @@ def assert_same_final_checkpoint(a, b, step=600):
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
-    summary = online_loop.train(settings(workdir))
+    summary = training.train(settings(workdir))
     return workdir, summary
 
 
@@ -93,12 +93,12 @@ def test_outputs_written(straight_run):
 
 
 def test_evaluate_run_reproduces_the_last_evaluation(straight_run, tmp_path):
-    """experiments.evaluate_run's logic (experiments.run_evaluation)
+    """experiments.dmc.evaluate_run's logic (experiments.run_evaluation)
     restores the newest checkpoint and replays the run's own evaluation
     episodes: the same return; an evaluation-only override (the hashed DQS
     start) runs on the same parameters; a setting that would invalidate
     them is refused."""
-    from experiments import run_evaluation as evaluate_run
+    from experiments.dmc import evaluate_run
     workdir, summary = straight_run
     same = evaluate_run.evaluate_run(str(workdir), 1, {})
     assert same["step"] == 600
@@ -123,22 +123,22 @@ def test_extending_max_steps_equals_an_uninterrupted_run(straight_run,
     workdir, straight = straight_run
     # Stop at 300, an evaluation step (a final evaluation is added at
     # max_steps), then extend to 600.
-    online_loop.train(settings(tmp_path, max_steps=300))
-    resumed = online_loop.train(settings(tmp_path, max_steps=600))
+    training.train(settings(tmp_path, max_steps=300))
+    resumed = training.train(settings(tmp_path, max_steps=600))
     assert "resuming from step 300" in capsys.readouterr().out
     assert deterministic_rows(tmp_path) == deterministic_rows(workdir)
     assert_same_params(resumed["state"], straight["state"])
 
 
 def test_config_mismatch_is_refused_unless_overwrite(straight_run, tmp_path):
-    online_loop.train(settings(tmp_path, max_steps=200))
-    with pytest.raises(online_loop.ConfigMismatchError) as err:
-        online_loop.train(settings(tmp_path, max_steps=200, batch_size=16,
+    training.train(settings(tmp_path, max_steps=200))
+    with pytest.raises(training.ConfigMismatchError) as err:
+        training.train(settings(tmp_path, max_steps=200, batch_size=16,
                                    agent_config=dataclasses.replace(
                                        TINY, num_mc_samples=4)))
     assert "--batch_size" in str(err.value)
     assert "--num_mc_samples" in str(err.value)
-    summary = online_loop.train(settings(tmp_path, max_steps=200,
+    summary = training.train(settings(tmp_path, max_steps=200,
                                          batch_size=16, overwrite=True))
     assert summary["env_steps"] == 200
 
@@ -156,7 +156,7 @@ def test_config_mismatch_is_refused_unless_overwrite(straight_run, tmp_path):
 def test_bad_settings_fail_before_any_work(tmp_path, overrides, match):
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match=match):
-        online_loop.train(settings(workdir, **overrides))
+        training.train(settings(workdir, **overrides))
     assert not workdir.exists()
 
 
@@ -210,9 +210,9 @@ def _nan_agent():
 
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     agents.register_agent("nan_after_150", _nan_agent)
-    with pytest.raises(online_loop.NonFiniteLossError,
+    with pytest.raises(training.NonFiniteLossError,
                        match=r"step 350 .*critic_loss=nan"):
-        online_loop.train(settings(tmp_path, agent="nan_after_150"))
+        training.train(settings(tmp_path, agent="nan_after_150"))
     ckpt_dir = tmp_path / "checkpoints"
     assert sorted(os.listdir(ckpt_dir)) == ["200"]
     # The checkpoint restores.
@@ -280,11 +280,11 @@ def test_stop_signal_checkpoints_the_step_and_resume_is_exact(
     nothing; the resumed run equals the uninterrupted one."""
     workdir, straight = straight_run
     handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
-    real_step, real_table = online_loop._Run.step, checkpoint_lib._file_table
+    real_step, real_table = training.Run.step, checkpoint_lib._file_table
 
     def step(run):
         done = real_step(run)
-        if run.loop.env_step == 350:
+        if run.env_step == 350:
             signal.raise_signal(signal.SIGTERM)
         return done
 
@@ -293,9 +293,9 @@ def test_stop_signal_checkpoints_the_step_and_resume_is_exact(
             signal.raise_signal(signal.SIGINT)
         return real_table(folder)
 
-    monkeypatch.setattr(online_loop._Run, "step", step)
+    monkeypatch.setattr(training.Run, "step", step)
     monkeypatch.setattr(checkpoint_lib, "_file_table", file_table)
-    summary = online_loop.train(settings(tmp_path))
+    summary = training.train(settings(tmp_path))
     assert summary["stopped_by"] == signal.SIGTERM
     assert summary["env_steps"] == 350
     err = capsys.readouterr().err
@@ -306,7 +306,7 @@ def test_stop_signal_checkpoints_the_step_and_resume_is_exact(
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["200", "350"]
 
     monkeypatch.undo()
-    resumed = online_loop.train(settings(tmp_path))
+    resumed = training.train(settings(tmp_path))
     assert "resuming from step 350" in capsys.readouterr().out
     assert resumed["stopped_by"] is None
     assert deterministic_rows(tmp_path) == deterministic_rows(workdir)
@@ -368,7 +368,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(
     shutil.copytree(workdir, run)
     newest = run / "checkpoints" / "600"
     name = _damage(str(newest), how)
-    summary = online_loop.train(settings(run))
+    summary = training.train(settings(run))
     captured = capsys.readouterr()
     warnings = [l for l in captured.err.splitlines() if "damaged" in l]
     assert len(warnings) == 1, captured.err
@@ -447,7 +447,7 @@ def test_a_fresh_start_drops_rows_of_a_run_killed_before_its_checkpoint(
     """Rows written before the first checkpoint of a killed run do not
     survive into the rerun (which starts from scratch); on resume, rows
     after the restored step are dropped."""
-    from experiments.run_outputs import Outputs
+    from dqs_jax.training.outputs import Outputs
     with open(tmp_path / "metrics.jsonl", "w") as f:
         for step in (1000, 2000, 3000):
             f.write(json.dumps({"kind": "train", "step": step}) + "\n")

@@ -24,7 +24,7 @@ def experiment_config(agent: str, run: Optional[Dict[str, Any]] = None,
                       ) -> ml_collections.ConfigDict:
     """`{agent_name, run: RunSettings fields, agent: the agent's config
     fields}`: the code's defaults with `run` / `agent_overrides` applied."""
-    from experiments.online_loop import RunSettings
+    from dqs_jax.training import RunSettings
 
     spec = agents.get_agent(agent)
     run_fields = dataclass_dict(RunSettings(), skip=_NOT_IN_CONFIG)

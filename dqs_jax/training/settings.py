@@ -1,0 +1,99 @@
+"""`RunSettings`: everything that defines a training run (the flags of
+`experiments.train`), validated, and its flat form recorded in config.json."""
+
+import dataclasses
+from typing import Any, Dict
+
+import jax
+
+from dqs_jax import agents
+from dqs_jax.envs import registry
+
+# Settings that may change between a run and its resumption.
+RESUMABLE_CHANGES = ("max_steps", "log_interval", "shard_seeds")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """One run: env, agent (and its config), budget, evaluation, outputs.
+
+    `seed_steps` and `replay_size` apply to off-policy agents; on-policy
+    agents (PPO) act with their own policy from the first step.
+    `num_seeds > 1` trains seeds `seed, ..., seed + num_seeds - 1` in one
+    process (one vmapped device call per step for all of them).
+    """
+
+    env: str = "dmc:cheetah-run"
+    agent: str = "dqs"
+    seed: int = 0
+    max_steps: int = 250_000
+    seed_steps: int = 10_000
+    batch_size: int = 256
+    replay_size: int = 250_000
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000
+    log_interval: int = 1_000
+    workdir: str = "runs/default"
+    overwrite: bool = False
+    agent_config: Any = None  # The agent's config dataclass; None: defaults.
+    num_seeds: int = 1  # > 1: seeds seed, ..., seed + N - 1 in one process.
+    shard_seeds: bool = False  # Spread the seeds over all devices.
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad setting."""
+        registry.validate_env_name(self.env)
+        agents.get_agent(self.agent)
+        for name in ("max_steps", "batch_size", "replay_size", "eval_every",
+                     "eval_episodes", "checkpoint_every", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be a positive integer, got "
+                                 f"{getattr(self, name)}.")
+        if self.seed_steps < 0:
+            raise ValueError(f"--seed_steps must be >= 0, got {self.seed_steps}.")
+        if not self.workdir:
+            raise ValueError("--workdir must not be empty.")
+        if self.num_seeds < 1:
+            raise ValueError(
+                f"--num_seeds must be a positive integer, got {self.num_seeds}.")
+        if self.shard_seeds and self.num_seeds == 1:
+            raise ValueError("--shard_seeds needs --num_seeds > 1.")
+        if self.shard_seeds and self.num_seeds % jax.device_count():
+            raise ValueError(
+                f"--shard_seeds: --num_seeds={self.num_seeds} is not "
+                f"divisible by the {jax.device_count()} devices.")
+
+    def resolved_agent_config(self):
+        if self.agent_config is not None:
+            return self.agent_config
+        return agents.get_agent(self.agent).make_config()
+
+    def flat_config(self) -> Dict[str, Any]:
+        """Run settings and agent hyper-parameters in one flat dict
+        (`num_seeds` and `shard_seeds` only where not 1 / False, so that
+        one-seed workdirs of earlier versions still resume)."""
+        run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("agent_config", "workdir", "overwrite")}
+        if self.num_seeds == 1:
+            del run["num_seeds"]
+        if not self.shard_seeds:
+            del run["shard_seeds"]
+        hyper = dataclasses.asdict(self.resolved_agent_config())
+        return {**run, **hyper}
+
+
+def agent_config_from_flat(flat: Dict[str, Any]):
+    """The agent config recorded in a run's config.json `flat_config`."""
+    spec = agents.get_agent(flat.get("agent", "dqs"))
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    return spec.make_config(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in flat.items() if k in fields})
+
+
+def settings_from_flat(flat: Dict[str, Any], workdir: str) -> RunSettings:
+    """The `RunSettings` of a run's recorded `flat_config`."""
+    names = {f.name for f in dataclasses.fields(RunSettings)} - {
+        "agent_config", "workdir", "overwrite"}
+    return RunSettings(workdir=workdir,
+                       agent_config=agent_config_from_flat(flat),
+                       **{k: v for k, v in flat.items() if k in names})

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: update cost, estimator cost, seeds throughput."""

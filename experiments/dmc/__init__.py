@@ -1,0 +1,1 @@
+"""DMC sweeps: the paper's tables (reproduce, report, re-evaluation)."""

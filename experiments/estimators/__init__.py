@@ -1,0 +1,1 @@
+"""Score estimators compared: accuracy, cost and learning (docs/estimators.md)."""

@@ -1,0 +1,231 @@
+r"""The paper's goal-reaching maze experiment (SPEC §10C, Sec. 5.2, Fig. 6):
+DQS with an annealed temperature against other off-policy agents on the
+two-goal PointMaze, equal budgets, several seeds.
+
+    python -m experiments.maze --preset=cpu --workdir=runs/maze       # 2 cores
+    python -m experiments.maze --preset=paper --workdir=runs/maze     # a GPU
+    python -m experiments.maze --config=experiments/configs/maze.py:paper \
+        --agents=dqs,sac --num_seeds=3 --workdir=W
+
+Each agent and seed trains on `maze:two-goal` (continuing, reward 1 per
+step inside the episode's goal disc, 600-step episodes, the goal drawn at
+each reset and not observed) through `training.train`, in its own
+resumable workdir `<workdir>/runs/<agent>/seed_<i>`: rerunning the command
+skips finished runs and resumes unfinished ones from their checkpoints
+(raising only `--max_steps` extends them; other changes are refused). Then
+`--eval_episodes` episodes of each stochastic policy (`deterministic=False`)
+per seed, on fresh envs whose seeds and policy keys derive from the seed
+(`experiments.maze_rollouts`; the same goals and starts for every agent),
+record the ball's path; `experiments.maze_summary` counts the goal each
+episode reached first and, for the top-left goal, the route it came by.
+
+Writes under `--workdir`: results.json (per agent and seed: goal counts and
+fractions, top-left route counts and fractions, returns; per agent: mean ±
+std over seeds (ddof 0); the settings, agent configs, wall times),
+maze_trajectories.npz (every path, goal and return) and
+maze_trajectories.png (one panel per agent, seed 0's first
+`--plot_episodes` paths coloured by first goal, fractions under each).
+
+Presets (`experiments/configs/maze.py`; every field is also a flag):
+- `paper`: DQS, SAC, QSM, DACER, DIPO; 5 seeds; 250k steps (10k random);
+  every agent's own defaults (2x256 networks, batch 256, DQS K = 1000);
+  DQS's temperature 10 -> 1 log-linearly over 250k updates (the authors'
+  README example for the maze; the paper's setting is not established, see
+  /work/shared/MAZE.md); 100 evaluation episodes per seed. For a GPU.
+- `cpu`: DQS and SAC, 3 seeds, 25k steps (2k random) at `make run`'s sizes
+  (128-unit networks, batch 128, K = 32); DQS anneals 10 -> 1 over the 23k
+  updates, so that it ends at the paper's final temperature. Measured on
+  the maze on 2 shared cores (load ~5, so pessimistic), seconds per env
+  step after the seed phase: DQS 0.027, SAC 0.007 (QSM 0.020, DACER 0.024,
+  DIPO with 20 diffusion steps 0.035), plus ~30 s of compilation per DQS
+  run. 3 x 23k x (0.027 + 0.007) s = 39 min of updates, ~3 min of
+  compilation, seed phases and deterministic evaluations (4 episodes every
+  5k steps), ~1.5 min for the 2 x 3 x 100 stochastic episodes (100 envs
+  in lockstep: ~14 s to build them, then ~13 s per DQS seed, ~9 s per SAC
+  seed): about 45 min in all, less on a quiet machine. With uniform random
+  actions 4 of 40 episodes reach a goal, so the 2k seed steps already hold
+  some reward; a 15k-step SAC run at these sizes (1.8 min) reached the
+  top-left goal in 4 of 30 stochastic episodes, so 25k steps show the
+  early phase of learning, not converged policies.
+
+Agents: any registered off-policy agent (`--agents=dqs,sac,qsm,dacer,dipo,
+td3,ddpg`); on-policy PPO is refused. The DQS temperature flags apply to
+DQS only; each other agent keeps its own defaults except the widths.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from absl import app, flags, logging  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from ml_collections import config_flags as ml_config_flags  # noqa: E402
+
+from dqs_jax import agents  # noqa: E402
+from dqs_jax import training  # noqa: E402
+from dqs_jax.training import files  # noqa: E402
+from experiments.maze import plots as maze_plots  # noqa: E402
+from experiments.maze import rollouts as maze_rollouts  # noqa: E402
+from experiments.maze import settings as maze_settings  # noqa: E402
+from experiments.maze import summary as maze_summary  # noqa: E402
+from experiments.configs.maze import FIELDS, PRESETS  # noqa: E402
+
+_PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
+                            "cpu: <= ~50 min on 2 cores; paper: for a GPU.")
+_CONFIG = ml_config_flags.DEFINE_config_file(
+    "config", None, "A config file instead of --preset, e.g. "
+    "experiments/configs/maze.py:paper; fields overridable as "
+    "--config.num_seeds=3. Per-field flags below still win.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/maze", "Output folder.")
+
+
+def _define(name, value):
+    text = f"{FIELDS[name]} Overrides the preset ({value!r} in cpu)."
+    if isinstance(value, tuple):
+        return flags.DEFINE_list(name, None, text)
+    if isinstance(value, float):
+        return flags.DEFINE_float(name, None, text)
+    return flags.DEFINE_integer(name, None, text)
+
+
+_OVERRIDES = {name: _define(name, value)
+              for name, value in PRESETS["cpu"].items()}
+
+
+def settings() -> dict:
+    """The preset (or `--config`) with the flags set applied; UsageError on
+    a bad value."""
+    if _CONFIG.value is not None and _PRESET.present:
+        raise app.UsageError("Give --preset or --config, not both (a config "
+                             "file names its preset after ':').")
+    base = (PRESETS[_PRESET.value] if _CONFIG.value is None
+            else _CONFIG.value.to_dict())
+    try:
+        return maze_settings.resolve(
+            base, {k: f.value for k, f in _OVERRIDES.items()})
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def _elapsed(start: float) -> str:
+    return f"[{(time.time() - start) / 60:.1f} min]"
+
+
+def train_runs(method: str, s: dict, start: float):
+    """Trains (or resumes, or restores) every seed of `method`; returns
+    `(final agent states, wall seconds of each run)`."""
+    states, seconds = [], []
+    for seed in range(s["num_seeds"]):
+        run = maze_settings.run_settings(method, seed, s, _WORKDIR.value)
+        try:
+            summary = training.train(run, argv=sys.argv)
+        except (training.ConfigMismatchError,
+                training.NoIntactCheckpointError,
+                training.NonFiniteLossError) as e:
+            print(f"ERROR: {method} seed {seed}: {e}", file=sys.stderr,
+                  flush=True)
+            sys.exit(1)
+        if summary["stopped_by"] is not None:  # The loop printed its line.
+            sys.exit(128 + summary["stopped_by"])
+        rows = files.eval_rows(run.workdir)
+        seconds.append(rows[-1]["wall_time"] if rows else None)
+        states.append(summary["state"])
+        final = summary["final_eval_return"]
+        print(f"{_elapsed(start)} {method} seed {seed}: trained, "
+              f"{summary['env_steps']} steps, deterministic eval return "
+              f"{'n/a' if final is None else f'{final:.1f}'}, run wall time "
+              f"{(seconds[-1] or 0) / 60:.1f} min", flush=True)
+    return states, seconds
+
+
+def evaluate_runs(method: str, states, envs):
+    """Stochastic episodes of every seed: `(Episodes per seed, summaries)`."""
+    act = jax.jit(agents.get_agent(method).act,
+                  static_argnames="deterministic")
+    episodes, summaries = [], []
+    for seed, state in enumerate(states):
+        result = maze_rollouts.rollout(
+            envs, act, state, maze_rollouts.eval_key(seed),
+            maze_rollouts.episode_seeds(seed, len(envs)))
+        episodes.append(result)
+        summaries.append(maze_summary.seed_summary(
+            result.positions, result.returns, result.goals))
+    return episodes, summaries
+
+
+def _save_trajectories(path: str, episodes: dict) -> None:
+    arrays = {}
+    for method, per_seed in episodes.items():
+        for seed, result in enumerate(per_seed):
+            for field, value in result._asdict().items():
+                arrays[f"{method}_seed{seed}_{field}"] = value
+    np.savez_compressed(path, **arrays)
+
+
+def _figure(path: str, episodes: dict, methods: dict, s: dict,
+            preset: str) -> str:
+    """Seed 0's first `plot_episodes` paths per method, fractions under
+    each panel."""
+    shown = min(s["plot_episodes"], s["eval_episodes"])
+    panels = {}
+    for method, per_seed in episodes.items():
+        positions = per_seed[0].positions[:shown]
+        panels[method] = (positions,
+                          maze_summary.episode_outcomes(positions)[0])
+    return maze_plots.trajectories_figure(
+        path, panels, {m: maze_summary.describe(r["aggregate"])
+                       for m, r in methods.items()},
+        f"Two-goal maze, {s['max_steps']} env steps x {s['num_seeds']} "
+        f"seed(s) ({preset} preset); fractions: mean ± std over seeds")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Quiet orbax's INFO lines.
+    s = settings()
+    workdir = _WORKDIR.value
+    os.makedirs(workdir, exist_ok=True)
+    preset = _PRESET.value if _CONFIG.value is None else "config"
+    start = time.time()
+    print(f"Maze experiment ({preset}) in {os.path.abspath(workdir)}: {s}",
+          flush=True)
+    envs = maze_rollouts.make_envs(maze_settings.ENV, s["eval_episodes"])
+    episodes, methods = {}, {}
+    for method in s["agents"]:
+        states, seconds = train_runs(method, s, start)
+        eval_start = time.time()
+        episodes[method], summaries = evaluate_runs(method, states, envs)
+        agg = maze_summary.aggregate(summaries)
+        methods[method] = {
+            "seeds": {str(i): x for i, x in enumerate(summaries)},
+            "aggregate": agg, "train_wall_seconds": seconds,
+            "eval_seconds": time.time() - eval_start}
+        print(f"{_elapsed(start)} {method}: evaluated {s['num_seeds']} x "
+              f"{s['eval_episodes']} episodes in "
+              f"{time.time() - eval_start:.0f} s; "
+              + "; ".join(maze_summary.describe(agg)), flush=True)
+    results = {
+        "preset": preset, "settings": s, "env": maze_settings.ENV,
+        "agent_configs": {m: dataclasses.asdict(
+            maze_settings.agent_config(m, s)) for m in s["agents"]},
+        "methods": methods, "wall_seconds": time.time() - start,
+        "versions": files.versions(),
+        "devices": [str(d) for d in jax.devices()]}
+    results_path = os.path.join(workdir, "results.json")
+    files.write_json(results_path, results)
+    _save_trajectories(os.path.join(workdir, "maze_trajectories.npz"),
+                       episodes)
+    png = _figure(os.path.join(workdir, "maze_trajectories.png"), episodes,
+                  methods, s, preset)
+    print(f"{_elapsed(start)} wrote {os.path.abspath(results_path)} and "
+          f"{png}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
