@@ -4,7 +4,7 @@ r"""Train an agent online on a DeepMind Control Suite task.
 
 Flags set the run (env, steps, batch, replay, evaluation, checkpoints) and
 every hyper-parameter of the agent's config (e.g. `--num_mc_samples=1000`);
-unset hyper-parameters take the agent's defaults (SPEC §9 for DQS). Running
+unset hyper-parameters take the agent's defaults (docs/defaults.md). Running
 the same command again with the same `--workdir` resumes from the last
 checkpoint; raising only `--max_steps` extends a finished run.
 
@@ -92,10 +92,15 @@ _CONFIG = ml_config_flags.DEFINE_config_file(
     "--config.agent.num_mc_samples=...; run and agent flags set "
     "explicitly on the command line win over it.")
 
-# One flag per hyper-parameter of every registered agent (DQS's first).
+# One flag per hyper-parameter of every registered agent; the agent this
+# command line names first, so that `--agent=sac --help` shows SAC's
+# defaults.
+_NAMED = config_flags.agent_from_argv(sys.argv, _DEFAULTS.agent)
 CONFIG_CLASSES = tuple(agents.get_agent(name).config_cls for name in sorted(
-    agents.agent_names(), key=lambda name: (name != "dqs", name)))
+    agents.agent_names(), key=lambda name: (name != _NAMED, name != "dqs",
+                                            name)))
 _AGENT_FLAGS = config_flags.define_config_flags(CONFIG_CLASSES)
+flags.adopt_module_key_flags(config_flags)  # Listed by --help.
 
 
 _RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _BATCH_SIZE, _REPLAY_SIZE,

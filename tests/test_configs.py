@@ -10,7 +10,7 @@ import pytest
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
 from dqs_jax import training
-from experiments.configs import common, dmc, gmm, maze
+from experiments.configs import dmc, loader
 
 
 def test_dmc_config_is_the_code_defaults():
@@ -28,28 +28,36 @@ def test_dmc_config_is_the_code_defaults():
     assert sac.agent.critic_lr == agents.get_agent("sac").make_config(
         ).critic_lr
     with pytest.raises(ValueError, match="not run settings"):
-        common.experiment_config("dqs", run={"max_step": 1})
+        loader.experiment_config("dqs", run={"max_step": 1})
 
 
-def test_gmm_config_is_the_binary_preset():
-    from experiments.configs.gmm import PRESETS
-    assert gmm.get_config().to_dict() == PRESETS["cpu"]
-    assert gmm.get_config("paper").num_mc_samples == 1000
-    with pytest.raises(ValueError, match="preset"):
-        gmm.get_config("tpu")
+def test_gmm_presets_are_files_of_the_settings_dataclass():
+    from experiments.gmm.settings import GMMSettings
+    assert loader.preset_names("gmm") == ["cpu", "paper"]
+    # The cpu preset is the dataclass's defaults; paper changes some.
+    assert loader.load_preset("gmm", "cpu") == dataclasses.asdict(
+        GMMSettings())
+    paper = GMMSettings(**loader.load_preset("gmm", "paper"))
+    assert (paper.num_mc_samples, paper.num_steps) == (1000, 200_000)
+    with pytest.raises(ValueError, match="unknown preset 'tpu'"):
+        loader.load_preset("gmm", "tpu")
+    with pytest.raises(ValueError, match="--seed_steps"):
+        GMMSettings(seed_steps=-1)
+    with pytest.raises(ValueError, match="dqs_energy_action"):
+        GMMSettings(dqs_energy_action="none")
 
 
-def test_maze_config_is_the_binary_preset(monkeypatch):
+def test_maze_presets_are_files_of_the_settings_dataclass(monkeypatch):
     from ml_collections import config_flags as ml_config_flags
     from experiments.maze import settings as maze_settings
-    assert maze.get_config().to_dict() == maze.PRESETS["cpu"]
-    with pytest.raises(ValueError, match="preset"):
-        maze.get_config("tpu")
-    for name, preset in maze.PRESETS.items():
-        assert set(preset) == set(maze.FIELDS), name
+    assert loader.load_preset("maze", "cpu") == dataclasses.asdict(
+        maze_settings.MazeSettings())
+    for name in loader.preset_names("maze"):
+        preset = loader.load_preset("maze", name)
+        assert set(preset) == set(maze_settings.FIELDS), name
         assert maze_settings.resolve(preset)["agents"] == preset["agents"]
     # The paper preset: every agent at its own widths, DQS at its own K.
-    paper = maze.get_config("paper")
+    paper = maze_settings.MazeSettings(**loader.load_preset("maze", "paper"))
     for name in paper.agents:
         config = agents.get_agent(name).make_config()
         assert config.hidden_dims == (paper.hidden_dim,) * 2, name
@@ -58,12 +66,45 @@ def test_maze_config_is_the_binary_preset(monkeypatch):
     values = flags.FlagValues()
     ml_config_flags.DEFINE_config_file("config", None, "",
                                        flag_values=values)
-    argv = ["maze", "--config=experiments/configs/maze.py:paper",
+    argv = ["maze", "--config=experiments/configs/maze/paper.py",
             "--config.num_seeds=2"]
     monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads it.
     values(argv)
-    loaded = values.config.to_dict()
-    assert loaded == dict(maze.PRESETS["paper"], num_seeds=2)
+    loaded = loader.plain(values.config.to_dict())
+    assert loaded == dict(loader.load_preset("maze", "paper"), num_seeds=2)
+
+
+def test_sweep_presets_are_files_validated_by_the_sweep_spec(tmp_path):
+    from absl import app
+    from experiments.dmc import sweep
+    for name in loader.preset_names("sweeps"):
+        spec = sweep.resolve(name)
+        assert spec["preset"] == name and spec["tasks"], name
+    # A sweep file of one's own, by path; bad fields are named.
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from experiments.configs.loader import as_config\n"
+        "from experiments.dmc.sweep import SweepSpec\n"
+        "def get_config():\n"
+        "    return as_config(SweepSpec(tasks=('dmc:cartpole-balance',),\n"
+        "                               agents=('sac',), seeds=(7,),\n"
+        "                               max_steps=50))\n")
+    spec = sweep.resolve(str(path))
+    assert (spec["tasks"], spec["seeds"], spec["max_steps"]) == (
+        ("dmc:cartpole-balance",), (7,), 50)
+    with pytest.raises(app.UsageError, match="unknown agents"):
+        sweep.resolve(str(path), agent_names=["dqn"])
+    with pytest.raises(app.UsageError, match="not found"):
+        sweep.resolve(str(tmp_path / "missing.py"))
+
+
+def test_train_help_shows_the_named_agents_defaults():
+    import subprocess
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--agent=sac", "--help"],
+        capture_output=True, text=True, timeout=120)
+    assert "SACConfig.critic_lr (default 0.0003)" in out.stdout
+    assert "Not a field of SACConfig; DQSConfig.num_mc_samples" in out.stdout
 
 
 def _settings(tmp_path, *args):

@@ -1,4 +1,4 @@
-"""idem_score against closed forms (SPEC §3)."""
+"""idem_score against closed forms (docs/algorithm.md §3)."""
 
 import jax
 import jax.numpy as jnp

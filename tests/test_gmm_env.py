@@ -1,4 +1,4 @@
-"""The 2-D GMM-40 navigation environment (SPEC §10A)."""
+"""The 2-D GMM-40 navigation environment (docs/algorithm.md §10)."""
 
 import csv
 import importlib.resources

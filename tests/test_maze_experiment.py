@@ -13,7 +13,10 @@ from dqs_jax.envs import maze_geometry
 from dqs_jax.envs.base import StepResult
 from experiments.maze import rollouts as maze_rollouts
 from experiments.maze import settings as maze_settings
-from experiments.configs.maze import PRESETS
+from experiments.configs import loader
+
+PRESETS = {name: loader.load_preset("maze", name)
+           for name in loader.preset_names("maze")}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,7 +150,7 @@ def test_binary_refuses_bad_flags(tmp_path):
     assert out.returncode != 0
     assert "['ppo'] on-policy" in out.stderr
     assert not os.path.exists(tmp_path / "runs")
-    out = run_maze("--preset=paper", "--config=experiments/configs/maze.py",
+    out = run_maze("--preset=paper", "--config=experiments/configs/maze/paper.py",
                    f"--workdir={tmp_path}", timeout=300)
     assert out.returncode != 0 and "not both" in out.stderr
 

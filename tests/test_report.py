@@ -81,7 +81,7 @@ def test_task_means_ci_per_column():
     assert np.isnan(mean[2])
 
 
-SPEC_BEST_OTHER = {  # /work/shared/SPEC.md section 10B: DQS, best other agent.
+SPEC_BEST_OTHER = {  # The paper's Tables 1-2 (docs/algorithm.md §10): DQS, best other agent.
     "cheetah-run": (492.61, 683.64, "dipo", 338.93, "dipo", 650.98),
     "finger-spin": (826.00, 835.00, "qsm", 757.15, "qsm", 874.52),
     "finger-turn_hard": (253.72, 361.46, "sac", 200.02, "td3", 319.80),

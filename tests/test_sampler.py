@@ -1,4 +1,4 @@
-"""Reverse-SDE / probability-flow samplers against closed forms (SPEC §5)."""
+"""Reverse-SDE / probability-flow samplers against closed forms (docs/algorithm.md §5)."""
 
 import jax
 import jax.numpy as jnp

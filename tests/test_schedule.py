@@ -1,4 +1,4 @@
-"""GeometricSchedule against its closed forms (SPEC §2)."""
+"""GeometricSchedule against its closed forms (docs/algorithm.md §2)."""
 
 import math
 

@@ -1,6 +1,6 @@
 r"""Error against wall time of every score estimator (`DQSConfig.estimator`).
 
-    python -m experiments.bench.estimator                # ~10-15 min, 2 CPUs
+    python -m experiments.bench.estimator
     python -m experiments.bench.estimator --critic_run=runs/my_dqs_run
 
 For each estimator and K in `--num_samples`, the relative RMSE of its score

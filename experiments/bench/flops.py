@@ -15,7 +15,7 @@ def dqs_update_flops(obs_dim: int, act_dim: int, batch_size: int,
                      critic_hidden: Sequence[int] = (256, 256),
                      num_critics: int = 2, embed_dim: int = 128
                      ) -> Dict[str, float]:
-    """FLOPs of one DQS update by part (SPEC §3-6).
+    """FLOPs of one DQS update by part (docs/algorithm.md §3-§6).
 
     estimator: K x B points, forward and input-gradient of every critic
     (2 x forward each); sampling: the TD next actions, one score-network

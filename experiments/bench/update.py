@@ -8,13 +8,13 @@ r"""Benchmark of one update and of acting, for every registered agent.
 Each configuration runs in a child process (so that its peak RSS is its
 own) and reports: compile time; median/min/max update time over
 `--repeats`; the matmul FLOP count of an update (from the config, see
-`experiments.flops`) and the achieved GFLOP/s; the rate of a 2048x2048
+`experiments.bench.flops`) and the achieved GFLOP/s; the rate of a 2048x2048
 float32 `jnp.dot` measured in the same process right before and after, and
 the update's cost in "GFLOP-equivalents" (update time x that rate, so that
 machines and runs compare by ratio); act latency for 1 and 256 states; peak
 RSS. Machines are noisy: compare figures of one run.
 
-For DQS, each K also runs the naive reference (`experiments.naive_idem`:
+For DQS, each K also runs the naive reference (`experiments.bench.naive_idem`:
 per-example `vmap(grad(logsumexp))` through the Flax critic, as the paper
 states the estimate, same networks) and prints our update's speed-up.
 

@@ -2,7 +2,9 @@
 
 Every field of every registered agent's config becomes a flag whose default
 is None ("the agent's own default"), so that agents with different defaults
-for the same field (e.g. `critic_lr`) share one flag.
+for the same field (e.g. `critic_lr`) share one flag. The help text of a
+flag is that of the first class that has the field: a binary lists the
+agent it runs first, so that `--help` shows that agent's defaults.
 """
 
 import dataclasses
@@ -21,22 +23,55 @@ def _base_type(hint):
     return hint
 
 
+def _element_type(hint):
+    """`int` or `str`: the items of a `Tuple[X, ...]` field."""
+    if typing.get_origin(hint) is typing.Union:
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    args = typing.get_args(hint)
+    return args[0] if args and args[0] is str else int
+
+
+def agent_from_argv(argv, default: str = "dqs") -> str:
+    """The agent a command line names: `--agent=X` / `--agent X`, else the
+    agent part of `--config=<file>:X`, else `default` (no validation)."""
+    config_agent = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--agent="):
+            return arg.split("=", 1)[1]
+        if arg == "--agent" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config=") and ":" in arg:
+            config_agent = arg.rsplit(":", 1)[1]
+    return config_agent or default
+
+
 def define_config_flags(config_classes: Iterable[Any],
                         flag_values=flags.FLAGS) -> Dict[str, Any]:
-    """Defines one flag per config field (first class wins on a clash).
+    """Defines one flag per config field; on a clash the first class's
+    default is the one the help text shows.
 
     Returns:
-      `{field name: base type}` of the flags defined.
+      `{field name: base type}` of the flags defined (`(tuple, int or
+      str)` for tuple fields).
     """
+    classes = tuple(config_classes)
     defined: Dict[str, Any] = {}
-    for cls in config_classes:
+    for cls in classes:
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
             if field.name in defined:
                 continue
             kind = _base_type(hints[field.name])
             default = field.default
-            help_text = f"{cls.__name__}.{field.name} (default {default!r})."
+            if cls is classes[0]:
+                help_text = (f"{cls.__name__}.{field.name} (default "
+                             f"{default!r}).")
+                if field.metadata.get("help"):
+                    help_text = f"{field.metadata['help']} {help_text}"
+            else:
+                help_text = (f"Not a field of {classes[0].__name__}; "
+                             f"{cls.__name__}.{field.name} (default "
+                             f"{default!r}).")
             if kind is tuple:
                 flags.DEFINE_list(field.name, None, help_text,
                                   flag_values=flag_values)
@@ -55,7 +90,8 @@ def define_config_flags(config_classes: Iterable[Any],
             else:
                 raise TypeError(f"Unsupported config field type {kind} for "
                                 f"{cls.__name__}.{field.name}.")
-            defined[field.name] = kind
+            defined[field.name] = ((tuple, _element_type(hints[field.name]))
+                                   if kind is tuple else kind)
     return defined
 
 
@@ -65,7 +101,7 @@ def config_overrides(config_cls: Any, defined: Dict[str, Any],
 
     Raises:
       ValueError: a set flag is not a field of `config_cls`, or a list flag
-        holds a non-integer.
+        holds a non-integer where integers are expected.
     """
     fields = {f.name for f in dataclasses.fields(config_cls)}
     overrides = {}
@@ -76,9 +112,9 @@ def config_overrides(config_cls: Any, defined: Dict[str, Any],
         if name not in fields:
             raise ValueError(f"--{name} does not apply to {config_cls.__name__}"
                              f"; its hyper-parameters are {sorted(fields)}.")
-        if kind is tuple:
+        if isinstance(kind, tuple):
             try:
-                value = tuple(int(v) for v in value)
+                value = tuple(kind[1](v) for v in value)
             except ValueError:
                 raise ValueError(f"--{name} must be a comma-separated list of "
                                  f"integers, got {','.join(value)!r}.") from None

@@ -1,6 +1,6 @@
-"""The paper's DeepMind Control experiment (SPEC §10B, Tables 1-2): 250k
+"""The paper's DeepMind Control experiment (Tables 1-2, docs/algorithm.md §10): 250k
 environment steps, evaluation every 10k (10 episodes), the agent at its own
-defaults (DQS: SPEC §9, K = 1000).
+defaults (DQS: docs/algorithm.md §9, K = 1000).
 
     python -m experiments.train --config=experiments/configs/dmc.py \
         --config.run.env=dmc:walker-run --config.agent.num_mc_samples=100
@@ -9,11 +9,11 @@ defaults (DQS: SPEC §9, K = 1000).
 The part after `:` names the agent (default dqs).
 """
 
-from experiments.configs import common
+from experiments.configs import loader
 
 
 def get_config(agent: str = "dqs"):
-    return common.experiment_config(
+    return loader.experiment_config(
         agent or "dqs",
         run=dict(env="dmc:cheetah-run", max_steps=250_000, seed_steps=10_000,
                  batch_size=256, replay_size=250_000, eval_every=10_000,

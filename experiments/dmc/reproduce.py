@@ -15,32 +15,11 @@ progress. Flags after `--` are passed to every run; `--tasks`, `--agents`,
 `--seeds`, `--max_steps` override the preset. `<workdir>/sweep.json`
 records what was asked.
 
-Presets (`PRESETS`):
-- `paper`: the 8 tasks of Tables 1-2, every registered agent, 5 seeds,
-  250k steps, evaluation every 10k steps (so 100k and 250k are read
-  exactly), 10 episodes; each agent at its own defaults (DQS: SPEC §9,
-  K = 1000).
-- `gpu`: DQS and SAC on `reacher-hard` (the task with the paper's largest
-  DQS lead at 100k), 2 seeds, 20k steps, paper networks and K = 1000. Sized
-  for about 15 minutes on one modern GPU: the runs are sequential and
-  bounded by the host (a dm_control step plus a 20-step sampler call per
-  env step, ~2-4 ms) and by DQS's update (K = 1000, ~10 ms expected on a
-  GPU, 1.3 s on 2 CPU cores), so 2 x 20k DQS steps take ~10 min and SAC's
-  ~3 min.
-- `cpu`: the paper's 100k-step comparison at CPU sizes: DQS, SAC and TD3
-  on `cheetah-run` and `reacher-hard`, 3 seeds, 100k steps, evaluation
-  every 10k with 10 episodes, 10k seed steps, every agent with 2x128
-  networks and batch 128 (DQS: K = 32, 20 sampler steps). 18 runs.
-- `smoke`: DQS and SAC on `reacher-hard`, 3 seeds, 2k steps at the `cpu`
-  sizes: a few minutes, to see a sweep work end to end.
-- `parity` (issue 14): `dqs@reference` (this library's defaults, the
-  authors' orthogonal init and GELU input activation) against
-  `dqs@previous` (LeCun-normal init, no input activation) on
-  `cheetah-run` and `walker-walk`, 5 seeds, 30k steps, evaluation every 5k
-  with 10 episodes, `make run`'s sizes: 20 DQS runs of ~10 min on 2 cores.
-- `init` (issue 14, baselines): `sac@orthogonal` (the DQS authors' lab's
-  SAC initialisation) against `sac@lecun_normal` (Flax's, the default) on
-  the `parity` tasks, seeds, steps and sizes: 20 SAC runs.
+Presets are config files in `experiments/configs/sweeps/` (each file's
+docstring says what it runs): `paper` (Tables 1-2), `gpu`, `cpu` (the
+100k-step comparison at CPU sizes), `smoke` (a few minutes), `parity`,
+`init`. `--preset` also takes the path of a sweep config file of your own
+(a `get_config()` returning the fields of `experiments.dmc.sweep.SweepSpec`).
 
 An agent may be given as `agent@variant` (the `parity` and `init` presets'
 agents): `--agent=agent` plus the flags the preset lists for that variant,
@@ -55,11 +34,13 @@ import time
 
 from absl import app, flags
 
-from experiments.dmc import sweep
 from dqs_jax.training import files
-from experiments.dmc.sweep import PRESETS
+from experiments.configs import loader
+from experiments.dmc import sweep
 
-_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Sweep preset.")
+_PRESET = flags.DEFINE_string(
+    "preset", "smoke", f"Sweep preset: one of {loader.preset_names('sweeps')} "
+    "(experiments/configs/sweeps/), or a sweep config file's path.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep folder (required).")
 _TASKS = flags.DEFINE_list("tasks", None, "Override the preset's tasks.")
 _AGENTS = flags.DEFINE_list("agents", None, "Override the preset's agents.")
@@ -70,8 +51,8 @@ _DRY_RUN = flags.DEFINE_boolean("dry_run", False, "Print the commands only.")
 _STATUS = flags.DEFINE_boolean("status", False, "Print progress only.")
 _JOBS = flags.DEFINE_integer(
     "jobs", 1, "Runs at a time; each then keeps XLA's CPU work on one "
-    "thread (2-core VM, parity preset: 2 jobs ~1.15x the runs per hour of "
-    "1).", lower_bound=1)
+    "thread (see docs/performance.md for what it gains on 2 cores).",
+    lower_bound=1)
 
 
 def main(argv):

@@ -1,9 +1,10 @@
 """The runs of a DMC sweep (tasks x agents x seeds) and their progress:
-the flag-free library of `experiments.reproduce` (presets documented
-there)."""
+the logic of `experiments.reproduce` (presets: config files in
+`experiments/configs/sweeps/`)."""
 
 
 import concurrent.futures
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -15,61 +16,64 @@ from absl import app
 
 from dqs_jax import agents
 from dqs_jax.training import files
+from experiments.configs import loader
 
 PAPER_TASKS = ("cheetah-run", "finger-spin", "finger-turn_hard", "fish-swim",
                "hopper-hop", "quadruped-run", "reacher-hard", "walker-run")
-_SMALL_NETS = ("--hidden_dims=128,128", "--critic_hidden_dims=128,128",
-               "--batch_size=128")
+# The CPU sizes shared by the CPU presets: 2x128 networks, batch 128.
+SMALL_NETS = ("--hidden_dims=128,128", "--critic_hidden_dims=128,128",
+              "--batch_size=128")
 
-PRESETS: Dict[str, Dict] = {
-    "paper": dict(tasks=tuple(f"dmc:{t}" for t in PAPER_TASKS),
-                  agents=None, seeds=(0, 1, 2, 3, 4), max_steps=250_000,
-                  eval_every=10_000, eval_episodes=10, flags=(),
-                  agent_flags={}),
-    "gpu": dict(tasks=("dmc:reacher-hard",), agents=("dqs", "sac"),
-                seeds=(0, 1), max_steps=20_000, eval_every=2_500,
-                eval_episodes=10, flags=("--seed_steps=5000",),
-                agent_flags={}),
-    # The paper's 100k-step comparison at CPU sizes: DQS, SAC and TD3 on
-    # the two tasks of the paper's widest DQS margins, all agents at the
-    # same sizes (2x128 networks, batch 128; DQS K = 32, 20 sampler steps),
-    # the paper's 10k seed steps, evaluation every 10k steps (10 episodes).
-    "cpu": dict(tasks=("dmc:cheetah-run", "dmc:reacher-hard"),
-                agents=("dqs", "sac", "td3"), seeds=(0, 1, 2),
-                max_steps=100_000, eval_every=10_000, eval_episodes=10,
-                flags=_SMALL_NETS,
-                agent_flags={"dqs": ("--num_mc_samples=32",
-                                     "--num_sampling_steps=20")}),
-    # A few minutes: the cpu preset's shape on one task, 2k steps.
-    "smoke": dict(tasks=("dmc:reacher-hard",), agents=("dqs", "sac"),
-                  seeds=(0, 1, 2), max_steps=2_000, eval_every=1_000,
-                  eval_episodes=2, flags=("--seed_steps=500",) + _SMALL_NETS,
-                  agent_flags={"dqs": ("--num_mc_samples=32",)}),
-    # Issue 14: DQS with the reference implementation's network details
-    # (this library's defaults) against the previous ones, at the CPU
-    # config of the issue's table, 5 seeds, on two tasks that learn within
-    # 30k CPU steps.
-    "parity": dict(tasks=("dmc:cheetah-run", "dmc:walker-walk"),
-                   agents=("dqs@reference", "dqs@previous"),
-                   seeds=(0, 1, 2, 3, 4), max_steps=30_000, eval_every=5_000,
-                   eval_episodes=10,
-                   flags=("--seed_steps=2000",) + _SMALL_NETS,
-                   agent_flags={"dqs": ("--num_mc_samples=32",
-                                        "--num_sampling_steps=20")},
-                   variants={"reference": (),
-                             "previous": ("--kernel_init=lecun_normal",
-                                          "--score_input_activation=none")}),
-    # Issue 14, baselines: SAC with the initialisation of the DQS authors'
-    # lab's SAC (orthogonal sqrt(2), outputs included) against Flax's
-    # default (this library's), at the parity preset's sizes and tasks.
-    "init": dict(tasks=("dmc:cheetah-run", "dmc:walker-walk"),
-                 agents=("sac@lecun_normal", "sac@orthogonal"),
-                 seeds=(0, 1, 2, 3, 4), max_steps=30_000, eval_every=5_000,
-                 eval_episodes=10,
-                 flags=("--seed_steps=2000",) + _SMALL_NETS, agent_flags={},
-                 variants={"lecun_normal": (),
-                           "orthogonal": ("--kernel_init=orthogonal",)}),
-}
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: tasks x agents x seeds, each run one `experiments.train`.
+
+    Presets are config files in `experiments/configs/sweeps/`. `flags` go
+    to every run, `agent_flags[agent]` to that agent's runs, and an agent
+    given as `agent@variant` adds `variants[variant]` (its own folder).
+    """
+
+    tasks: Tuple[str, ...]
+    agents: Tuple[str, ...]
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    max_steps: int = 100_000
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    flags: Tuple[str, ...] = ()
+    agent_flags: Dict[str, Tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
+    variants: Dict[str, Tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
+
+    def __post_init__(self):
+        if not self.tasks or not self.agents or not self.seeds:
+            raise ValueError("a sweep needs tasks, agents and seeds.")
+        unknown = sorted({split_label(a)[0] for a in self.agents}
+                         - set(agents.agent_names()))
+        if unknown:
+            raise ValueError(f"unknown agents {unknown}; choose from "
+                             f"{agents.agent_names()}.")
+        bad = sorted(a for a in self.agents if split_label(a)[1]
+                     and split_label(a)[1] not in self.variants)
+        if bad:
+            raise ValueError(
+                f"unknown variants {bad}; this sweep defines "
+                f"{sorted(self.variants) or 'none'} (agent@variant).")
+        if not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise ValueError(f"seeds must be integers >= 0, got {self.seeds}.")
+        for name in ("max_steps", "eval_every", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got "
+                                 f"{getattr(self, name)}.")
+        flags_ = list(self.flags) + [f for group in (
+            *self.agent_flags.values(), *self.variants.values())
+            for f in group]
+        if not all(isinstance(f, str) and f.startswith("--") for f in flags_):
+            raise ValueError(f"sweep flags must be --flag=value strings, "
+                             f"got {flags_}.")
+
+
 VARIANT_SEP = "@"
 
 
@@ -84,38 +88,33 @@ def split_label(label: str) -> Tuple[str, str]:
     agent, _, variant = label.partition(VARIANT_SEP)
     return agent, variant
 
+
 def resolve(preset: str, tasks: Optional[Sequence[str]] = None,
             agent_names: Optional[Sequence[str]] = None,
             seeds: Optional[Sequence[str]] = None,
             max_steps: Optional[int] = None) -> Dict:
-    """The preset with overrides applied and validated."""
-    spec = dict(PRESETS[preset], preset=preset)
-    if tasks:
-        spec["tasks"] = tuple(tasks)
-    spec["agents"] = tuple(agent_names or spec["agents"]
-                           or agents.agent_names())
-    spec.setdefault("variants", {})
-    unknown = sorted({split_label(a)[0] for a in spec["agents"]}
-                     - set(agents.agent_names()))
-    if unknown:
-        raise app.UsageError(f"unknown agents {unknown}; choose from "
-                             f"{agents.agent_names()}.")
-    bad = sorted(a for a in spec["agents"]
-                 if split_label(a)[1] and split_label(a)[1]
-                 not in spec["variants"])
-    if bad:
-        raise app.UsageError(
-            f"unknown variants {bad}; the {preset} preset defines "
-            f"{sorted(spec['variants']) or 'none'} (agent@variant).")
-    if seeds:
-        if not all(s.isdigit() for s in seeds):
-            raise app.UsageError(f"--seeds must be integers, got {seeds}.")
-        spec["seeds"] = tuple(int(s) for s in seeds)
-    if max_steps is not None:
-        if max_steps < 1:
-            raise app.UsageError(f"--max_steps must be >= 1, got {max_steps}.")
-        spec["max_steps"] = max_steps
-    return spec
+    """The preset (a name in `experiments/configs/sweeps/`, or a config
+    file's path) with overrides applied, validated by `SweepSpec`; as a
+    dict with its `preset`. UsageError naming the problem."""
+    try:
+        if preset.endswith(".py"):
+            fields = loader.plain(loader.load_file(preset).to_dict())
+        else:
+            fields = loader.load_preset("sweeps", preset)
+        if tasks:
+            fields["tasks"] = tuple(tasks)
+        if agent_names:
+            fields["agents"] = tuple(agent_names)
+        if seeds:
+            if not all(str(s).isdigit() for s in seeds):
+                raise ValueError(f"--seeds must be integers, got {seeds}.")
+            fields["seeds"] = tuple(int(s) for s in seeds)
+        if max_steps is not None:
+            fields["max_steps"] = max_steps
+        spec = SweepSpec(**fields)
+    except (TypeError, ValueError) as e:
+        raise app.UsageError(f"sweep {preset}: {e}") from None
+    return dict(dataclasses.asdict(spec), preset=preset)
 
 
 def commands(spec: Dict, workdir: str, extra: Sequence[str] = ()

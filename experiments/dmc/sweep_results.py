@@ -1,6 +1,6 @@
 """Evaluation curves of a sweep folder, table cells and the paper's numbers.
 
-A sweep folder (`experiments.dmc.agent_table`, `experiments.reproduce`) holds
+A sweep folder (`experiments.reproduce`) holds
 `<sweep>/<agent>/<env with ':' as '_'>/seed_<i>/metrics.jsonl`, and optionally
 `<sweep>/sweep.json` (`{"tasks": [...], "agents": [...], "seeds": [...]}`).
 """

@@ -1,4 +1,4 @@
-r"""Learning equivalence of score estimators (issue 10, part 2).
+r"""Learning equivalence of score estimators (docs/estimators.md).
 
     python -m experiments.estimators.learning               # DMC, then GMM
     python -m experiments.estimators.learning --gmm=false --seeds=0

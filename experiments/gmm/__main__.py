@@ -1,4 +1,4 @@
-r"""The paper's illustrative experiment (SPEC §10A): GMM-40 navigation,
+r"""The paper's illustrative experiment (Sec. 4.2, Fig. 2; docs/results/gmm.md): GMM-40 navigation,
 DQS against SAC (or any registered agents, `--methods`) with equal budgets
 over several seeds.
 
@@ -49,13 +49,16 @@ from experiments.gmm import diagnostics as gmm_diagnostics
 from experiments.gmm import references as gmm_references
 from experiments import plotting
 from dqs_jax.training import files
-from experiments.configs.gmm import PRESETS  # The defaults.
+from experiments.configs import agent_flags, loader
+from experiments.gmm.settings import GMMSettings
 
-_PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
-                            "cpu: about an hour on 2 cores; paper: for a GPU.")
+_PRESET = flags.DEFINE_enum(
+    "preset", "cpu", loader.preset_names("gmm"),
+    "A preset of experiments/configs/gmm/: cpu (CPU-sized), "
+    "paper (for a GPU).")
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "A config file instead of --preset, e.g. "
-    "experiments/configs/gmm.py:paper; fields overridable as "
+    "experiments/configs/gmm/paper.py; fields overridable as "
     "--config.num_mc_samples=100. Per-field flags below still win.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
@@ -64,48 +67,28 @@ _ESTIMATOR = flags.DEFINE_enum(
     "estimator", "idem", list(score_targets.ESTIMATORS),
     "DQS's score estimate (DQSConfig.estimator); adaptive also stratifies "
     "the diffusion times.")
-_ENERGY_ACTION = flags.DEFINE_enum(
-    "dqs_energy_action", None, list(dqs_config.ENERGY_ACTIONS),
-    "Overrides the preset (clip): where DQS's score estimate evaluates the "
-    "critic (DQSConfig.energy_action), raw noisy points or clipped to the "
-    "action box.")
 _CURVE = flags.DEFINE_boolean(
     "curve", True, "Also evaluate every method after each training chunk "
     "(--chunk_size steps): results.json's `curves` and gmm_curves.png.")
 _SPREAD = flags.DEFINE_boolean(
     "spread_seeds", False, "Spread the seeds over all devices (their count "
     "must divide --num_seeds).")
-_OVERRIDES = {
-    name: (flags.DEFINE_float if isinstance(value, float)
-           else flags.DEFINE_integer)(name, None,
-                                      f"Overrides the preset ({value} in cpu).")
-    for name, value in PRESETS["cpu"].items() if not isinstance(value, str)
-}
+# One flag per GMMSettings field, overriding the preset when set.
+_FIELD_FLAGS = agent_flags.define_config_flags([GMMSettings])
+flags.adopt_module_key_flags(agent_flags)  # Listed by --help.
 
 
 def settings() -> dict:
-    s = dict(PRESETS[_PRESET.value] if _CONFIG.value is None
-             else _CONFIG.value.to_dict())
-    for name, flag in _OVERRIDES.items():
-        if flag.value is not None:
-            s[name] = flag.value
-    if _ENERGY_ACTION.value is not None:
-        s["dqs_energy_action"] = _ENERGY_ACTION.value
-    positive = ("num_steps", "batch_size", "replay_size", "hidden_dim",
-                "num_mc_samples", "num_sampling_steps", "num_seeds",
-                "num_rollouts", "chunk_size", "rollout_length")
-    for name in positive:
-        if s[name] < 1:
-            raise app.UsageError(f"--{name} must be >= 1, got {s[name]}.")
-    if not 0 <= s["seed_steps"] <= s["num_steps"]:
-        raise app.UsageError("--seed_steps must be in [0, num_steps].")
-    if s["dqs_temperature"] <= 0 or s["dqs_final_temperature"] <= 0:
-        raise app.UsageError("--dqs_temperature and --dqs_final_temperature "
-                             "must be > 0.")
-    if not s["observation_scale"] > 0:
-        raise app.UsageError("--observation_scale must be > 0.")
-    if s["dqs_temperature_anneal_steps"] < 0:
-        raise app.UsageError("--dqs_temperature_anneal_steps must be >= 0.")
+    """The preset (or `--config`) with the field flags set applied,
+    validated by `GMMSettings`; UsageError on a bad value."""
+    try:
+        base = (loader.load_preset("gmm", _PRESET.value)
+                if _CONFIG.value is None
+                else loader.plain(_CONFIG.value.to_dict()))
+        overrides = agent_flags.config_overrides(GMMSettings, _FIELD_FLAGS)
+        s = dataclasses.asdict(GMMSettings(**{**base, **overrides}))
+    except (TypeError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
     unknown = set(_METHODS.value) - set(agents.agent_names())
     if unknown or not _METHODS.value:
         raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose "

@@ -1,5 +1,5 @@
 r"""How well can DQS's critic network resolve the GMM-40 direction
-preference? A supervised check outside RL (issue 13's diagnosis): regress
+preference? A supervised check outside RL (the GMM diagnosis, docs/results/gmm.md): regress
 the one-step reward `r(s, a) = log p(clip(s + a / |a|))` with the critic
 architecture (`networks.Critic`, ReLU, the `DQSConfig` default
 initialisation) on uniform states and actions, then compare its argmax

@@ -1,4 +1,4 @@
-r"""Diagnostics of the trained DQS agent on GMM-40 (issue 13), used by
+r"""Diagnostics of the trained DQS agent on GMM-40 (docs/results/gmm.md), used by
 `experiments.gmm`: the critic's log-partition map, and at three fixed probe
 states its Boltzmann density over directions against the policy's sampled
 directions (`dqs_jax.direction_density`; why the critic is evaluated at unit

@@ -1,4 +1,4 @@
-r"""The paper's goal-reaching maze experiment (SPEC §10C, Sec. 5.2, Fig. 6):
+r"""The paper's goal-reaching maze experiment (Sec. 5.2, Fig. 6; docs/results/maze.md):
 DQS with an annealed temperature against other off-policy agents on the
 two-goal PointMaze, equal budgets, several seeds.
 
@@ -26,27 +26,11 @@ maze_trajectories.npz (every path, goal and return) and
 maze_trajectories.png (one panel per agent, seed 0's first
 `--plot_episodes` paths coloured by first goal, fractions under each).
 
-Presets (`experiments/configs/maze.py`; every field is also a flag):
-- `paper`: DQS, SAC, QSM, DACER, DIPO; 5 seeds; 250k steps (10k random);
-  every agent's own defaults (2x256 networks, batch 256, DQS K = 1000);
-  DQS's temperature 10 -> 1 log-linearly over 250k updates (the authors'
-  README example for the maze; the paper's setting is not established, see
-  /work/shared/MAZE.md); 100 evaluation episodes per seed. For a GPU.
-- `cpu`: DQS and SAC, 3 seeds, 25k steps (2k random) at `make run`'s sizes
-  (128-unit networks, batch 128, K = 32); DQS anneals 10 -> 1 over the 23k
-  updates, so that it ends at the paper's final temperature. Measured on
-  the maze on 2 shared cores (load ~5, so pessimistic), seconds per env
-  step after the seed phase: DQS 0.027, SAC 0.007 (QSM 0.020, DACER 0.024,
-  DIPO with 20 diffusion steps 0.035), plus ~30 s of compilation per DQS
-  run. 3 x 23k x (0.027 + 0.007) s = 39 min of updates, ~3 min of
-  compilation, seed phases and deterministic evaluations (4 episodes every
-  5k steps), ~1.5 min for the 2 x 3 x 100 stochastic episodes (100 envs
-  in lockstep: ~14 s to build them, then ~13 s per DQS seed, ~9 s per SAC
-  seed): about 45 min in all, less on a quiet machine. With uniform random
-  actions 4 of 40 episodes reach a goal, so the 2k seed steps already hold
-  some reward; a 15k-step SAC run at these sizes (1.8 min) reached the
-  top-left goal in 4 of 30 stochastic episodes, so 25k steps show the
-  early phase of learning, not converged policies.
+Presets are config files in `experiments/configs/maze/` (every field of
+`MazeSettings` is also a flag): `cpu` (DQS and SAC, 3 seeds, 25k steps at
+CPU sizes, DQS's temperature annealed 10 -> 1 over its updates) and
+`paper` (DQS and the four baselines of the paper's figure at the paper's
+sizes, for a GPU). How the cpu preset was sized: docs/results/maze.md.
 
 Agents: any registered off-policy agent (`--agents=dqs,sac,qsm,dacer,dipo,
 td3,ddpg`); on-policy PPO is refused. The DQS temperature flags apply to
@@ -72,42 +56,34 @@ from experiments.maze import plots as maze_plots  # noqa: E402
 from experiments.maze import rollouts as maze_rollouts  # noqa: E402
 from experiments.maze import settings as maze_settings  # noqa: E402
 from experiments.maze import summary as maze_summary  # noqa: E402
-from experiments.configs.maze import FIELDS, PRESETS  # noqa: E402
+from experiments.configs import agent_flags, loader  # noqa: E402
 
-_PRESET = flags.DEFINE_enum("preset", "cpu", list(PRESETS),
-                            "cpu: <= ~50 min on 2 cores; paper: for a GPU.")
+_PRESET = flags.DEFINE_enum(
+    "preset", "cpu", loader.preset_names("maze"),
+    "A preset of experiments/configs/maze/: cpu (CPU-sized), "
+    "paper (for a GPU).")
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "A config file instead of --preset, e.g. "
-    "experiments/configs/maze.py:paper; fields overridable as "
+    "experiments/configs/maze/paper.py; fields overridable as "
     "--config.num_seeds=3. Per-field flags below still win.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/maze", "Output folder.")
-
-
-def _define(name, value):
-    text = f"{FIELDS[name]} Overrides the preset ({value!r} in cpu)."
-    if isinstance(value, tuple):
-        return flags.DEFINE_list(name, None, text)
-    if isinstance(value, float):
-        return flags.DEFINE_float(name, None, text)
-    return flags.DEFINE_integer(name, None, text)
-
-
-_OVERRIDES = {name: _define(name, value)
-              for name, value in PRESETS["cpu"].items()}
+# One flag per MazeSettings field, overriding the preset when set.
+_FIELD_FLAGS = agent_flags.define_config_flags([maze_settings.MazeSettings])
+flags.adopt_module_key_flags(agent_flags)  # Listed by --help.
 
 
 def settings() -> dict:
-    """The preset (or `--config`) with the flags set applied; UsageError on
-    a bad value."""
+    """The preset (or `--config`) with the field flags set applied; UsageError
+    on a bad value."""
     if _CONFIG.value is not None and _PRESET.present:
-        raise app.UsageError("Give --preset or --config, not both (a config "
-                             "file names its preset after ':').")
-    base = (PRESETS[_PRESET.value] if _CONFIG.value is None
-            else _CONFIG.value.to_dict())
+        raise app.UsageError("Give --preset or --config, not both.")
     try:
-        return maze_settings.resolve(
-            base, {k: f.value for k, f in _OVERRIDES.items()})
-    except ValueError as e:
+        base = (loader.load_preset("maze", _PRESET.value)
+                if _CONFIG.value is None
+                else loader.plain(_CONFIG.value.to_dict()))
+        return maze_settings.resolve(base, agent_flags.config_overrides(
+            maze_settings.MazeSettings, _FIELD_FLAGS))
+    except (TypeError, ValueError) as e:
         raise app.UsageError(str(e)) from None
 
 

@@ -1,45 +1,18 @@
-"""The settings of the maze experiment and its runs: the flag-free library
-of `experiments.maze` (presets in `experiments/configs/maze.py`)."""
+"""The settings of the maze experiment (`MazeSettings`) and of its runs
+(presets: config files in `experiments/configs/maze/`)."""
 
 import dataclasses
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from dqs_jax import agents
 from dqs_jax import training
-from experiments.configs.maze import FIELDS
 
 ENV = "maze:two-goal"
 _POSITIVE = ("num_seeds", "max_steps", "batch_size", "replay_size",
              "hidden_dim", "num_mc_samples", "eval_episodes",
              "train_eval_every", "train_eval_episodes")
 _FLOATS = ("init_temperature", "final_temperature")
-
-
-def resolve(base: Mapping[str, Any],
-            overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """`base` (a preset or config dict) with the non-None `overrides`
-    applied, validated; `agents` becomes a tuple of names.
-
-    Raises:
-      ValueError: a missing or unknown field, or a bad value (the message
-        names the flag).
-    """
-    settings = dict(base)
-    settings.update({k: v for k, v in (overrides or {}).items()
-                     if v is not None})
-    missing = sorted(set(FIELDS) - set(settings))
-    unknown = sorted(set(settings) - set(FIELDS))
-    if missing or unknown:
-        raise ValueError(f"maze settings: missing {missing}, unknown "
-                         f"{unknown}; the fields are {sorted(FIELDS)}.")
-    if isinstance(settings["agents"], str):
-        settings["agents"] = settings["agents"].split(",")
-    settings["agents"] = tuple(settings["agents"])
-    for name in _FLOATS:
-        settings[name] = float(settings[name])
-    validate(settings)
-    return settings
 
 
 def validate(s: Mapping[str, Any]) -> None:
@@ -71,6 +44,80 @@ def validate(s: Mapping[str, Any]) -> None:
     for name in ("temperature_anneal_steps", "plot_episodes"):
         if s[name] < 0:
             raise ValueError(f"--{name} must be >= 0, got {s[name]}.")
+
+
+def _field(default, help_text: str):
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class MazeSettings:
+    """What a maze experiment runs; the defaults are the `cpu` preset (2
+    CPU cores, about 50 minutes for DQS and SAC: DQS anneals its
+    temperature 10 -> 1 over exactly its updates, `max_steps -
+    seed_steps`). Presets are config files in `experiments/configs/maze/`.
+    Validated on construction (ValueError naming the flag)."""
+
+    agents: Tuple[str, ...] = _field(
+        ("dqs", "sac"), "Agents to train (off-policy only), with equal "
+        "budgets.")
+    num_seeds: int = _field(3, "Seeds per agent: 0, 1, ..., num_seeds - 1.")
+    max_steps: int = _field(25_000, "Environment steps per run.")
+    seed_steps: int = _field(2_000, "Initial uniform-random steps (no "
+                             "updates) per run.")
+    batch_size: int = _field(128, "Transitions per update.")
+    replay_size: int = _field(25_000, "Replay buffer capacity.")
+    hidden_dim: int = _field(128, "Width of the 2 hidden layers of every "
+                             "actor and critic.")
+    num_mc_samples: int = _field(32, "DQS's K, Monte Carlo samples of the "
+                                 "score estimate.")
+    init_temperature: float = _field(10.0, "DQS's temperature at update 0.")
+    final_temperature: float = _field(1.0, "DQS's temperature after "
+                                      "temperature_anneal_steps.")
+    temperature_anneal_steps: int = _field(
+        23_000, "Updates over which DQS's temperature goes log-linearly "
+        "from init to final (0: constant init_temperature).")
+    eval_episodes: int = _field(100, "Stochastic evaluation episodes per "
+                                "agent and seed after training.")
+    plot_episodes: int = _field(30, "Trajectories drawn per panel (seed "
+                                "0's first ones).")
+    train_eval_every: int = _field(
+        5_000, "Env steps between the runs' deterministic evaluations, "
+        "checkpoints and progress lines.")
+    train_eval_episodes: int = _field(4, "Episodes per deterministic "
+                                      "evaluation during training.")
+
+    def __post_init__(self):
+        validate(dataclasses.asdict(self))
+
+
+FIELDS = {f.name: f.metadata["help"] for f in dataclasses.fields(MazeSettings)}
+
+
+def resolve(base: Mapping[str, Any],
+            overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """`base` (a preset or config dict) with the non-None `overrides`
+    applied, validated by `MazeSettings`; `agents` becomes a tuple of names.
+
+    Raises:
+      ValueError: an unknown field, or a bad value (the message names the
+        flag).
+    """
+    settings = dict(base)
+    settings.update({k: v for k, v in (overrides or {}).items()
+                     if v is not None})
+    unknown = sorted(set(settings) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"maze settings: unknown {unknown}; the fields are "
+                         f"{sorted(FIELDS)}.")
+    if isinstance(settings.get("agents"), str):
+        settings["agents"] = settings["agents"].split(",")
+    if "agents" in settings:
+        settings["agents"] = tuple(settings["agents"])
+    for name in _FLOATS:
+        if name in settings:
+            settings[name] = float(settings[name])
+    return dataclasses.asdict(MazeSettings(**settings))
 
 
 def agent_config(method: str, s: Mapping[str, Any]):
