@@ -4,7 +4,7 @@ config, `DQSConfig`, lives in `dqs_jax.dqs_config`).
 `update` does one TD step on the critic ensemble, one iDEM step on the score
 network and one Polyak update of the target critic. The iDEM target and the
 TD target both use the pre-update critic (the choice of the later public
-reuse of the authors' code; SPEC §6).
+reuse of the authors' code; docs/algorithm.md §6).
 """
 
 from typing import Callable, Tuple
@@ -153,7 +153,7 @@ def sampler_start(config: DQSConfig, observations: jax.Array, act_dim: int,
 
 
 def _act_dim(score_params: Params) -> int:
-    return score_params["params"]["output"]["bias"].shape[-1]
+    return ScoreNetwork.action_dim(score_params)
 
 
 def update(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
@@ -186,7 +186,8 @@ def update_with_target_fn(
     key, next_key, idem_key = jax.random.split(state.key, 3)
     temperature = state.temperature
 
-    # TD step (SPEC §6): a' ~ pi(.|s') from the diffusion policy, c = 1.
+    # TD step (docs/algorithm.md §6): a' ~ pi(.|s') from the diffusion
+    # policy, c = 1.
     next_actions = sample_actions(config, state.score_params,
                                   batch.next_observations, temperature,
                                   next_key, noise_scale=1.0)
@@ -203,7 +204,8 @@ def update_with_target_fn(
     (critic_loss, critic_aux), critic_grads = jax.value_and_grad(
         critic_objective, has_aux=True)(state.critic_params)
 
-    # iDEM step (SPEC §3-4): Q = min over the pre-update online ensemble.
+    # iDEM step (docs/algorithm.md §3-4): Q = min over the pre-update
+    # online ensemble.
     target_fn = make_target_fn(config, state.critic_params)
 
     def score_objective(params):

@@ -1,6 +1,7 @@
 """The iDEM estimate for a whole batch, fast and in bounded memory.
 
-Same maths as `jax.vmap(idem_score)` (SPEC §3) with the same noise, but the
+Same maths as `jax.vmap(idem_score)` (docs/algorithm.md §3, the paper's
+Eq. (4)-(5)) with the same noise, but the
 K noisy copies are processed in chunks by a `lax.scan` with an online
 (streaming) softmax, so no `[B, K, ...]` activation is ever materialised: the
 working set of a chunk stays in cache and peak memory does not grow with K.
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 
 from dqs_jax import mc_noise
 from dqs_jax.estimator import control_variate_combination
+from dqs_jax.networks import Critic, CriticEnsemble
 from dqs_jax.types import Params, PRNGKey
 
 # `value_and_grad(obs [B, o], points [B, M, d]) -> (values [B, M],
@@ -141,41 +143,31 @@ def ensemble_min_q(params: Params, observations: jax.Array, points: jax.Array,
     the matmuls in bfloat16 with float32 accumulation.
     """
     chex.assert_rank([observations, points], [2, 3])
-    layers = params["params"]["ensemble"]["MLP_0"]
-    names = sorted(layers, key=lambda n: int(n.split("_")[-1]))
+    layers = CriticEnsemble.layer_params(params)
     obs_dim = observations.shape[-1]
     cast = (lambda x: x) if dtype is None else (lambda x: x.astype(dtype))
     f32 = jnp.float32
 
     # Ensemble axis first: XLA runs `[E, N, H] x [E, H, G]` as fast batched
     # GEMMs, while an ensemble axis in the middle costs transposes.
-    first = layers[names[0]]
-    w_s, w_a = first["kernel"][:, :obs_dim], first["kernel"][:, obs_dim:]
+    first = layers[0]
+    w_s, w_a = Critic.split_input_kernel(first["kernel"], obs_dim)
     state_part = jnp.einsum("bo,eoh->ebh", cast(observations), cast(w_s),
                             preferred_element_type=f32)
     state_part = state_part + first["bias"][:, None, :]
     x = activation(state_part[:, :, None] + jnp.einsum(
         "bmd,edh->ebmh", cast(points), cast(w_a),
         preferred_element_type=f32))  # [E, B, M, H]
-    for name in names[1:-1]:
-        layer = layers[name]
+    for layer in layers[1:-1]:
         x = activation(jnp.einsum("ebmh,ehg->ebmg", cast(x),
                                   cast(layer["kernel"]),
                                   preferred_element_type=f32)
                        + layer["bias"][:, None, None, :])
-    last = layers[names[-1]]
+    last = layers[-1]
     q = jnp.einsum("ebmh,eho->ebmo", cast(x), cast(last["kernel"]),
                    preferred_element_type=f32)[..., 0]
     q = q + last["bias"][:, None, None, 0]  # [E, B, M]
     return jnp.min(q, axis=0)
-
-
-def _ensemble_layers(params: Params):
-    """The stacked `[E, ...]` Dense layers of a `networks.CriticEnsemble`,
-    in order."""
-    layers = params["params"]["ensemble"]["MLP_0"]
-    names = sorted(layers, key=lambda n: int(n.split("_")[-1]))
-    return [layers[n] for n in names]
 
 
 def _value_and_slope(activation, z):
@@ -195,14 +187,14 @@ def ensemble_min_q_and_grad(
     member as plain 2-D matmuls with the backward pass written out:
     `g_L = act'(z_L) w_out`, `g_l = (g_{l+1} W_{l+1}^T) act'(z_l)`,
     `grad = g_1 W_a^T`. That avoids the transposes and elementwise passes
-    of the autodiff form (measured 1.5-1.9x faster on CPU).
+    of the autodiff form (docs/performance.md).
     `dtype=jnp.bfloat16` runs the matmuls in bfloat16 with float32
     accumulation.
     """
     chex.assert_rank([observations, points], [2, 3])
     batch, num, dim = points.shape
     obs_dim = observations.shape[-1]
-    layers = _ensemble_layers(params)
+    layers = CriticEnsemble.layer_params(params)
     f32 = jnp.float32
     cast = (lambda x: x) if dtype is None else (lambda x: x.astype(dtype))
 
@@ -213,7 +205,7 @@ def ensemble_min_q_and_grad(
     for e in range(layers[0]["kernel"].shape[0]):
         kernels = [layer["kernel"][e] for layer in layers]
         biases = [layer["bias"][e] for layer in layers]
-        w_s, w_a = kernels[0][:obs_dim], kernels[0][obs_dim:]
+        w_s, w_a = Critic.split_input_kernel(kernels[0], obs_dim)
         with jax.named_scope(f"critic{e}_forward"):
             state_part = mm(observations, w_s) + biases[0]  # [B, H]
             z = (state_part[:, None, :] + mm(points, w_a)).reshape(

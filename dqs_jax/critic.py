@@ -18,7 +18,8 @@ def critic_step(critic_net: nn.Module, optimiser: optax.GradientTransformation,
                 reward_scale: float = 1.0,
                 next_value_bonus: Optional[jax.Array] = None
                 ) -> Tuple[Params, Any, Metrics]:
-    """One optimiser step on `loss_scale * losses.td_loss` (SPEC §6, Eq. 7).
+    """One optimiser step on `loss_scale * losses.td_loss` (docs/algorithm.md
+    §6; the paper's Eq. (7)).
 
     `y = reward_scale * r + discount * m * (min_j Qbar_j(s', a') + bonus)`;
     `loss_scale = E` turns the mean over the `E` members into the sum over

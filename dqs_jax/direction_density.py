@@ -1,6 +1,7 @@
 r"""The Boltzmann density of a critic over 2-D action directions, and how far
-a policy's sampled directions are from it (issue 13's diagnostic of how well
-DQS's sampler tracks its critic on GMM-40).
+a policy's sampled directions are from it: the diagnostic of how well DQS's
+sampler tracks its critic on GMM-40 (the GMM diagnosis,
+docs/results/gmm.md).
 
 For an environment that executes only the direction of a 2-D action (the
 GMM env moves by `a / |a|`), the Boltzmann policy over what is executed is a

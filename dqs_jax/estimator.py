@@ -1,4 +1,5 @@
-"""K-sample Monte Carlo estimates of the noised score (SPEC §3), one point.
+"""K-sample Monte Carlo estimates of the noised score (docs/algorithm.md §3,
+the paper's Eq. (4)-(5)), one point.
 
 `idem_score` is the paper's estimate (iDEM). The others estimate the same
 `grad log p_t(x_t)`, `p_t = exp(log_density) * N(0, h I)`, with cheaper

@@ -1,5 +1,5 @@
 """Dense-layer initialisations by name: the conventions of the references
-the agents are compared with (README "Baseline defaults").
+the agents are compared with (docs/defaults.md, "Baselines").
 
 | name | kernel | bias | used by |
 |---|---|---|---|

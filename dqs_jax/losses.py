@@ -1,4 +1,5 @@
-"""The critic's TD loss (SPEC §6) and the score network's iDEM loss (SPEC §4).
+"""The critic's TD loss (docs/algorithm.md §6, the paper's Eq. (7)) and the
+score network's iDEM loss (docs/algorithm.md §4, the paper's Eq. (8)).
 
 Both take plain callables over ONE example, so any agent can plug in its own
 networks: close over the parameters to differentiate, e.g.
@@ -61,7 +62,8 @@ def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
             actions, rewards, discounts, next_observations, next_actions,
             gamma, *, next_value_bonus: Optional[jax.Array] = None
             ) -> jax.Array:
-    """Clipped double-Q TD loss of an ensemble critic (SPEC §6, Eq. 7).
+    """Clipped double-Q TD loss of an ensemble critic (docs/algorithm.md §6;
+    the paper's Eq. (7)).
 
     `y = rewards + gamma * discounts * min_E target_q_fn(next_obs, next_act)`
     (no gradient through `y`); loss = mean over batch and ensemble members of
@@ -91,7 +93,8 @@ def td_loss(q_fn: EnsembleQFn, target_q_fn: EnsembleQFn, observations,
 def idem_targets(q_fn: QFn, observations, noisy_actions, h, temperature,
                  key: PRNGKey, num_samples: int,
                  estimator: str = "idem") -> jax.Array:
-    """Per-example iDEM score targets (SPEC §3), without gradient.
+    """Per-example iDEM score targets (docs/algorithm.md §3), without
+    gradient.
 
     Args:
       q_fn: `(obs [o], action [d]) -> scalar`.
@@ -134,7 +137,8 @@ def diffusion_times(key: PRNGKey, batch_size: int, stratified: bool = False,
 def idem_loss(score_fn: ConditionalScoreFn, q_fn: QFn, observations, actions,
               temperature, key: PRNGKey, *, schedule: GeometricSchedule,
               num_samples: int, stratified: bool = False) -> jax.Array:
-    """Score-network regression on the iDEM estimate (SPEC §4, Eq. 8).
+    """Score-network regression on the iDEM estimate (docs/algorithm.md §4;
+    the paper's Eq. (8)).
 
     Per example: `t ~ U[0, 1]`, `x_t = a + sqrt(h(t)) eps`,
     target `S_K(x_t, t)` for `p_0 ∝ exp(q_fn(obs, .) / temperature)`

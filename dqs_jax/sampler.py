@@ -1,4 +1,5 @@
-"""Reverse-time samplers of the variance-exploding SDE (SPEC §5)."""
+"""Reverse-time samplers of the variance-exploding SDE (docs/algorithm.md
+§5; the paper's Eq. (3))."""
 
 from typing import Callable
 

@@ -1,4 +1,5 @@
-"""Geometric variance-exploding noise schedule (SPEC §2)."""
+"""Geometric variance-exploding noise schedule (docs/algorithm.md §2; the
+paper's Eq. (1)-(2))."""
 
 import dataclasses
 import math

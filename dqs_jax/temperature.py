@@ -1,6 +1,6 @@
-"""Temperatures: DQS's Boltzmann schedule (SPEC §7) and the automatic
-entropy temperature of SAC and DACER (Haarnoja et al. 2018, "SAC and
-applications", eq. 18), one optimiser step on
+"""Temperatures: DQS's Boltzmann schedule (docs/algorithm.md §7) and the
+automatic entropy temperature of SAC and DACER (Haarnoja et al. 2018, "SAC
+and applications", eq. 18), one optimiser step on
 
   `L(log_alpha) = log_alpha * (sg(H) - H_target)`,
 

@@ -168,3 +168,32 @@ def test_naive_reference_agrees_with_the_library():
                                                          KEY)
     np.testing.assert_allclose(naive, reference_targets(), rtol=2e-4,
                                atol=2e-4)
+
+
+@pytest.mark.parametrize("hidden_dims", [(16, 16, 16), (12, 9, 7)])
+def test_fast_critic_paths_follow_the_module(hidden_dims):
+    """`ensemble_min_q` and `ensemble_min_q_and_grad` compute the module's
+    own `apply` (and its autodiff gradient) for random parameters (non-zero
+    biases) of any depth and widths `init` produces."""
+    net = networks.CriticEnsemble(hidden_dims, 3, "silu")
+    params = net.init(jax.random.PRNGKey(4), OBS, X_T)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(5), len(leaves))
+    params = jax.tree_util.tree_unflatten(tree, [
+        0.3 * jax.random.normal(k, leaf.shape) for k, leaf in
+        zip(keys, leaves)])
+    points = jnp.asarray(RNG.normal(size=(B, 4, D)), jnp.float32)
+
+    def min_q(p):
+        return jnp.min(net.apply(params, jnp.broadcast_to(
+            OBS[:, None], (B, 4, O)), p), axis=-1)
+
+    q_ref, vjp = jax.vjp(min_q, points)
+    (g_ref,) = vjp(jnp.ones_like(q_ref))
+    act = networks.get_activation("silu")
+    np.testing.assert_allclose(
+        batched_estimator.ensemble_min_q(params, OBS, points, act), q_ref,
+        rtol=1e-5, atol=1e-6)
+    q, g = batched_estimator.ensemble_min_q_and_grad(params, OBS, points, act)
+    np.testing.assert_allclose(q, q_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Score network and critic ensemble (SPEC §6, §8)."""
+"""Score network and critic ensemble (docs/algorithm.md §6, §8)."""
 
 import math
 
@@ -108,3 +108,70 @@ def test_bad_settings_raise():
     with pytest.raises(ValueError, match="equal widths"):
         net.init(jax.random.PRNGKey(0), jnp.ones((1, 2)), 0.0,
                  jnp.ones((1, 2)), 1.0)
+
+
+def _randomised(params, seed):
+    """`params` with every leaf redrawn (non-zero biases included)."""
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return jax.tree_util.tree_unflatten(tree, [
+        0.5 * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for k, leaf in zip(keys, leaves)])
+
+
+class _RenamedScoreNetwork(ScoreNetwork):
+    INPUT_LAYER = "embed"
+    OUTPUT_LAYER = "head"
+
+    @staticmethod
+    def block_name(i):
+        return f"residual_{i}"
+
+
+@pytest.mark.parametrize("cls", [ScoreNetwork, _RenamedScoreNetwork])
+@pytest.mark.parametrize("kernel_init,input_activation", [
+    ("lecun_normal", None), ("pytorch", "gelu")])
+def test_conditioned_score_fn_follows_the_module(cls, kernel_init,
+                                                 input_activation):
+    """The sampler's fast path reads the layers the module defines: it
+    equals `apply` on random parameters of any layout `init` produces,
+    also when the layers are renamed."""
+    net = cls((8, 8, 8), embed_dim=6, activation="silu",
+              input_activation=input_activation, kernel_init=kernel_init)
+    rng = np.random.default_rng(3)
+    x, obs = (jnp.asarray(rng.normal(size=s), jnp.float32)
+              for s in [(4, 3), (4, 5)])
+    params = _randomised(net.init(jax.random.PRNGKey(0), x, 0.5, obs, 1.0),
+                         seed=1)
+    names = {cls.INPUT_LAYER, cls.OUTPUT_LAYER} | {
+        cls.block_name(i) for i in range(3)}
+    assert set(params["params"]) == names
+    assert cls.action_dim(params) == 3
+    temperature = jnp.asarray([0.2, 0.7, 1.0, 3.0], jnp.float32)
+    score_fn = conditioned_score_fn(net, params, obs, temperature)
+    for t in (0.9, 0.05):
+        np.testing.assert_allclose(
+            score_fn(x, t), net.apply(params, x, t, obs, temperature),
+            rtol=1e-5, atol=1e-5)
+
+
+def test_critic_layer_params_follow_the_module():
+    """`CriticEnsemble.layer_params` lists the layers `apply` runs, in call
+    order, and refuses a parameter tree whose layers it does not know."""
+    net = CriticEnsemble((6, 7, 5), num_critics=2, activation="gelu")
+    obs, act = jnp.ones((3, 4)), jnp.full((3, 2), 0.5)
+    params = _randomised(net.init(jax.random.PRNGKey(0), obs, act), seed=2)
+    layers = CriticEnsemble.layer_params(params)
+    assert [layer["kernel"].shape for layer in layers] == [
+        (2, 6, 6), (2, 6, 7), (2, 7, 5), (2, 5, 1)]
+    h = jnp.concatenate([obs, act], -1)
+    for layer in layers[:-1]:
+        h = jax.nn.gelu(h @ layer["kernel"][1] + layer["bias"][1])
+    manual = h @ layers[-1]["kernel"][1] + layers[-1]["bias"][1]
+    np.testing.assert_allclose(net.apply(params, obs, act)[:, 1],
+                               manual[:, 0], rtol=1e-5, atol=1e-6)
+    mlp = dict(params["params"]["ensemble"]["MLP_0"])
+    mlp["hidden"] = mlp.pop("Dense_1")
+    renamed = {"params": {"ensemble": {"MLP_0": mlp}}}
+    with pytest.raises(ValueError, match="Not the parameters of an MLP"):
+        CriticEnsemble.layer_params(renamed)

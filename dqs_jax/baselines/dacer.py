@@ -29,10 +29,10 @@ state) over the last M updates of each interval, and alpha steps on the
 interval's last update (`step % interval == interval - 1`; official `== 0`,
 from step 0). A `lax.cond` skips the work outside the window, but under
 `vmap` over seeds the condition is batched and both branches run every
-update: one state (200 chain samples) costs ~+12% of a B = 256 update
-(measured on CPU, 2x256 MLPs, T = 20, d = 6), where a snapshot of M states
-would cost M times that on every update. Unbatched, only the window's
-updates pay (~+25% each, 256 of every 10k updates).
+update: one state (200 chain samples) is a fraction of a B = 256 update,
+where a snapshot of M states would cost M times that on every update.
+Unbatched, only the window's updates pay (256 of every 10k updates).
+Timings: docs/performance.md.
 
 `act(deterministic=True)` runs the chain from the fixed `x_T = 0` (the
 prior's mode) without step noise or exploration noise: a function of the
@@ -65,7 +65,8 @@ from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
 @dataclasses.dataclass(frozen=True)
 class DACERConfig:
-    """Hyper-parameters of DACER (sources: BASELINES.md §5).
+    """Hyper-parameters of DACER (defaults and their sources:
+    docs/defaults.md, "Baselines").
 
     `target_entropy=None` means `-0.9 * act_dim` (official). The temperature
     `alpha = exp(log_alpha)` scales the exploration noise std
@@ -102,8 +103,8 @@ class DACERConfig:
     time_mlp_dims: Tuple[int, ...] = (32, 16)  # official 16 -> 32 -> 16
     # Initialisation of every Dense layer of both networks
     # (`initializers.KERNEL_INITS`): Flax's default; "haiku" (truncated
-    # normal, sd 0.88/sqrt(fan_in)) is the official code's (README
-    # "Baseline defaults").
+    # normal, sd 0.88/sqrt(fan_in)) is the official code's
+    # (docs/defaults.md, "Baselines").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):

@@ -64,7 +64,7 @@ class DeterministicConfig:
     exploration_noise: float = 0.1  # std of the acting noise / max_action
     # Initialisation of every Dense layer (`initializers.KERNEL_INITS`):
     # Flax's default; "pytorch" (kernels and biases U(+-1/sqrt(fan_in))) is
-    # the official TD3 code's (README "Baseline defaults").
+    # the official TD3 code's (docs/defaults.md, "Baselines").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):

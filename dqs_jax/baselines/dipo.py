@@ -3,7 +3,8 @@
 A DDPM policy (noise-prediction network, cosine betas, `T = 100`) is fitted
 by plain denoising to *improved* actions `a*` kept in a "diffusion buffer",
 here `ReplayBuffer.action_targets` (initialised to the executed actions).
-One update (official `DiPo.train`; BASELINES.md §6):
+One update (official `DiPo.train`; the code read: docs/agents.md,
+"Sources"):
 
 1. Critic, uniform batch: `a' ~ pi_bar(.|s')` (EMA policy, stochastic chain),
    `y = r + gamma m min_j Qbar_j(s', a')`, loss `sum_j mean_b (Q_j - y)^2`,
@@ -26,10 +27,8 @@ The training loops call `replay_update` (via `agents.train_step`);
 `update(state, batch)` runs the same core on one batch, improving the
 batch's executed actions without write-back. Acting runs the posterior chain
 (`T` network calls, no extra exploration noise; deterministic: `x_T = 0`, no
-step noise). At the defaults (T = 100, B = 256, 2x256) one update took about
-0.5 s and one single-state action about 9 ms on the 2-core dev CPU. The
-policy works in `[-1, 1]^d`, scaled by `max_action`; the critic sees actions
-in env units.
+step noise); timings: docs/performance.md. The policy works in
+`[-1, 1]^d`, scaled by `max_action`; the critic sees actions in env units.
 """
 
 import dataclasses
@@ -47,7 +46,8 @@ from dqs_jax.networks import ACTIVATIONS, CriticEnsemble, NoisePredictionMLP
 from dqs_jax.optim import apply_gradients
 from dqs_jax.types import Batch, Metrics, Params, PRNGKey, check_batch
 
-ADAM_EPS = 1e-5  # All of DIPO's Adam optimisers (official code, README).
+# All of DIPO's Adam optimisers (the official code and its README).
+ADAM_EPS = 1e-5
 ACTION_OPTIMIZERS = ("adam", "sgd")
 
 
@@ -55,9 +55,10 @@ ACTION_OPTIMIZERS = ("adam", "sgd")
 class DIPOConfig:
     """Hyper-parameters of DIPO (hashable: a static field of `DIPOState`).
 
-    Defaults: official code (`main.py`, README table) except the network
-    widths, which follow DQS parity (2x256; official 3x256 Mish for both
-    nets, README 2x256). `action_grad_norm_ratio = 0` or `max_grad_norm = 0`
+    Defaults (docs/defaults.md, "Baselines"): official code (`main.py`,
+    the official repository's README table) except the network widths,
+    which follow DQS parity (2x256; official code 3x256 Mish for both nets,
+    its README 2x256). `action_grad_norm_ratio = 0` or `max_grad_norm = 0`
     turns that clip off (as in the official code). `policy_ema` is the EMA
     rate of the target policy (official: the same `tau`).
     """
@@ -85,7 +86,7 @@ class DIPOConfig:
     time_mlp_dims: Tuple[int, ...] = (256, 32)
     # Initialisation of every Dense layer of both networks
     # (`initializers.KERNEL_INITS`): Flax's default; "dipo" (N(0, 1/(4
-    # fan_in))) is the official code's (README "Baseline defaults").
+    # fan_in))) is the official code's (docs/defaults.md, "Baselines").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):

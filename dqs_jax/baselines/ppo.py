@@ -1,6 +1,6 @@
 """Proximal Policy Optimisation (Schulman et al., 2017), on-policy interface.
 
-CleanRL `ppo_continuous_action.py` semantics (BASELINES.md §3): a Gaussian
+CleanRL `ppo_continuous_action.py` semantics (docs/agents.md): a Gaussian
 policy with an MLP mean and a state-independent log-std parameter, a separate
 value MLP, orthogonal init (`sqrt 2`; policy head 0.01, value head 1), one
 Adam (eps 1e-5) over both networks after a global gradient-norm clip, GAE
@@ -22,7 +22,8 @@ CleanRL's gym wrappers live in the state, so that a resumed run is exact:
   include the current return; acting does not use them), so the first
   rollout is scaled too.
 
-Unlike CleanRL (BASELINES.md pitfall), a time limit bootstraps from
+Unlike CleanRL (docs/defaults.md, "Choices where the sources disagree"), a
+time limit bootstraps from
 `V(next_observation)`; only a termination (`discount 0`) drops it.
 
 Actions: `raw ~ N(mean(s), exp(log_std)^2)`, unbounded; the env receives

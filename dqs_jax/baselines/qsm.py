@@ -21,7 +21,8 @@ adds `N(0, exploration_noise^2)` and clips. The diffusion runs in the unit
 box; env actions are `max_action * x` (the official code rescales the env to
 `[-1, 1]` instead, the same for `max_action = 1`).
 
-Deviations from the official code (BASELINES.md §4, see `QSMConfig`):
+Deviations from the official code (docs/defaults.md, "Choices where the
+sources disagree"; see `QSMConfig`):
 - `act(..., deterministic=True)` must ignore the key, while the official
   evaluation samples the stochastic chain (no exploration noise). It runs
   that same chain with its randomness drawn from a key hashed from each
@@ -94,7 +95,7 @@ class QSMConfig:
     noise_free_eval: bool = False
     # Initialisation of every Dense layer of both networks
     # (`initializers.KERNEL_INITS`): Flax's default; "xavier_uniform" is
-    # the official (jaxrl5) code's (README "Baseline defaults").
+    # the official (jaxrl5) code's (docs/defaults.md, "Baselines").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):

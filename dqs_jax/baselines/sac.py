@@ -35,7 +35,8 @@ _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-    """Hyper-parameters of SAC (2x256 MLPs, lr 3e-4, double Q; SPEC §10B).
+    """Hyper-parameters of SAC (2x256 MLPs, lr 3e-4, double Q;
+    docs/algorithm.md §10B).
 
     `target_entropy=None` means `-act_dim`. The actor's log-std is squashed
     smoothly into `[log_std_min, log_std_max]` (see `TanhGaussianActor`).
@@ -58,7 +59,7 @@ class SACConfig:
     # Initialisation of every Dense layer of actor and critic, a name in
     # `initializers.KERNEL_INITS`: "lecun_normal" (Flax's default);
     # "orthogonal" (gain sqrt 2) is the SAC of the DQS authors' lab, and
-    # "xavier_uniform" jaxrl5's (README "Baseline defaults").
+    # "xavier_uniform" jaxrl5's (docs/defaults.md, "Baselines").
     kernel_init: str = "lecun_normal"
 
     def __post_init__(self):

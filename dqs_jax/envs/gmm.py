@@ -1,4 +1,5 @@
-"""The paper's 2-D GMM-40 navigation environment (SPEC §10A), in pure JAX.
+"""The paper's 2-D GMM-40 navigation environment (docs/algorithm.md
+§10A; the paper's Sec. 4.2, Fig. 2), in pure JAX.
 
 A point moves in the box `[-BOX, BOX]^2`. Each step the action `[2]` is
 normalised to unit length and added to the position, which is then clipped

@@ -1,10 +1,10 @@
 """The two-goal maze of DQS Sec. 5.2 as data, and pure-numpy trajectory tools.
 
-The map (SPEC §10C; the authors' `POINTMAZE_MAP`) in gymnasium-robotics'
-format: 1 wall, 0 free, "r" the start cell, "g" a goal cell. Cells are
-`(row, col)`, row 0 at the top. With gymnasium-robotics' scaling 1, the
-centre of cell `(row, col)` is `x = col + 0.5 - W/2`, `y = H/2 - (row + 0.5)`,
-here `x = col - 4`, `y = 4 - row`:
+The map (docs/algorithm.md §10C; the authors' `POINTMAZE_MAP`) in
+gymnasium-robotics' format: 1 wall, 0 free, "r" the start cell, "g" a goal
+cell. Cells are `(row, col)`, row 0 at the top. With gymnasium-robotics'
+scaling 1, the centre of cell `(row, col)` is `x = col + 0.5 - W/2`,
+`y = H/2 - (row + 0.5)`, here `x = col - 4`, `y = 4 - row`:
 
     col: 0 1 2 3 4 5 6 7 8
     row 0  1 1 1 1 1 1 1 1 1
