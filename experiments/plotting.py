@@ -1,12 +1,11 @@
 """Matplotlib figures shared by the experiment binaries (headless: Agg)."""
 
-import os
 from typing import Callable, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402,F401  (the binaries' pyplot)
 import numpy as np  # noqa: E402
 
 from dqs_jax.training import curves  # noqa: E402

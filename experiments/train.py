@@ -42,7 +42,9 @@ from ml_collections import config_flags as ml_config_flags  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
 from experiments.configs import agent_flags as config_flags
+from experiments.configs import loader
 from dqs_jax import training
+from dqs_jax.training import files
 
 _DEFAULTS = training.RunSettings()
 _ENV = flags.DEFINE_string(
@@ -84,6 +86,19 @@ _SHARD_SEEDS = flags.DEFINE_boolean(
     "count).")
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Discard a different run found in --workdir.")
+_WANDB = flags.DEFINE_boolean(
+    "wandb", False, "Also log to Weights & Biases: the config, every "
+    "metrics row and the learning curve; a resumed run continues its W&B "
+    "run (WANDB_MODE=offline: no network, `wandb sync` later).")
+_WANDB_PROJECT = flags.DEFINE_string("wandb_project", "dqs-jax",
+                                     "W&B project (with --wandb).")
+_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None,
+                                    "W&B entity (with --wandb).")
+_WANDB_GROUP = flags.DEFINE_string("wandb_group", None,
+                                   "W&B group, e.g. a sweep (with --wandb).")
+_WANDB_NAME = flags.DEFINE_string(
+    "wandb_name", None, "W&B run name (with --wandb; default "
+    "<agent>_<env>_seed<seed>).")
 
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "An experiment config file, e.g. "
@@ -144,9 +159,17 @@ def settings_from_flags() -> training.RunSettings:
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{agent}_{value['env'].replace(':', '_')}_seed"
         f"{value['seed']}")
+    wandb_flags = (_WANDB_PROJECT, _WANDB_ENTITY, _WANDB_GROUP, _WANDB_NAME)
+    if not _WANDB.value and any(flag.present for flag in wandb_flags):
+        raise ValueError("--wandb_project, --wandb_entity, --wandb_group and "
+                         "--wandb_name need --wandb.")
+    tracking = (training.WandbSettings(
+        project=_WANDB_PROJECT.value, entity=_WANDB_ENTITY.value,
+        group=_WANDB_GROUP.value, name=_WANDB_NAME.value)
+                if _WANDB.value else None)
     settings = training.RunSettings(
         agent=agent, workdir=workdir, overwrite=_OVERWRITE.value,
-        agent_config=spec.make_config(**overrides), **value)
+        agent_config=spec.make_config(**overrides), wandb=tracking, **value)
     settings.validate()
     return settings
 
@@ -158,13 +181,15 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # Quiet orbax's INFO lines.
     try:
         settings = settings_from_flags()
+        files.check_writable_dir(settings.workdir)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     try:
         summary = training.train(settings, argv=sys.argv)
     except (training.ConfigMismatchError,
             training.NoIntactCheckpointError,
-            training.NonFiniteLossError) as e:
+            training.NonFiniteLossError,
+            training.WorkdirLockedError) as e:
         print(f"ERROR: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if summary["stopped_by"] is not None:  # The loop printed its line.
@@ -182,4 +207,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    loader.check_config_argv(sys.argv)
     app.run(main)

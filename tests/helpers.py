@@ -94,3 +94,42 @@ BOTTOM_RIGHT = cells_path(START, (4, 5), (4, 6), (4, 7), (5, 7), (6, 7),
                           (7, 7))
 NOWHERE = cells_path(START, (4, 3), (4, 2), (4, 1), (5, 1), (6, 1), (7, 1),
                      (7, 2))
+
+
+def wandb_records(path: str):
+    """The protobuf `Record`s of a W&B run file (`run-<id>.wandb`): a
+    LevelDB-style log (7-byte file header, 32 KiB blocks of records with a
+    7-byte header: crc32, little-endian length, type 1 full / 2 first / 3
+    middle / 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B", path
+    block, pos, chunks, pending = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4:pos + 6], "little")
+        kind = data[pos + 6]
+        if kind == 0:  # Padding to the end of the block.
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            chunks.append(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            chunks.append(pending + chunk)
+            pending = b""
+    records = []
+    for chunk in chunks:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(chunk)
+        records.append(record)
+    return records
+

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dqs_jax import direction_density as dd
+from experiments.gmm import direction_density as dd
 
 ALPHA = 2.0
 G = 360

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from dqs_jax import metrics
+from experiments.gmm import metrics
 from dqs_jax.envs import gmm
 from experiments.gmm import diagnostics as gmm_diagnostics
 from experiments.gmm import references as gmm_references

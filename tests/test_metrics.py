@@ -10,7 +10,7 @@ import pytest
 from scipy import special
 from scipy.spatial import distance
 
-from dqs_jax import metrics
+from experiments.gmm import metrics
 from dqs_jax.envs import gmm
 
 

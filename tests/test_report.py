@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dqs_jax import rl_stats
+from experiments.dmc import stats as rl_stats
 from experiments.dmc import report_writer
 from experiments.dmc import sweep_results as sr
 

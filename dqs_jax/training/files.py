@@ -86,3 +86,17 @@ def eval_rows(run_dir: str) -> List[Dict[str, Any]]:
     if not os.path.exists(path):
         return []
     return [r for r in MetricsLog(path).rows() if r["kind"] == "eval"]
+
+
+def check_writable_dir(path: str) -> None:
+    """Creates folder `path` if needed and checks that a file can be
+    written in it; ValueError naming the folder and the reason if not."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_test_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--workdir={path} cannot be created or written: "
+                         f"{e.strerror or e}.") from None

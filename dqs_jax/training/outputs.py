@@ -15,11 +15,13 @@ class ConfigMismatchError(ValueError):
 
 
 class Outputs:
-    """metrics.jsonl, TensorBoard scalars and the learning-curve PNG."""
+    """metrics.jsonl, TensorBoard scalars and the learning-curve PNG (and,
+    with a `tracker`, the same rows and image in W&B)."""
 
-    def __init__(self, workdir: str, title: str, resume_step: Optional[int]):
+    def __init__(self, workdir: str, title: str, resume_step: Optional[int],
+                 tracker: Any = None):
         """`resume_step`: the step restored from a checkpoint (None: a
-        fresh start)."""
+        fresh start); `tracker`: a `tracking.WandbTracker` or None."""
         from tensorboardX import SummaryWriter
         self.log = files.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
         # Rows after the restored step (all rows on a fresh start: a run
@@ -30,9 +32,12 @@ class Outputs:
                                     purge_step=resume + 1)
         self.curve_path = os.path.join(workdir, "learning_curve.png")
         self.title = title
+        self.tracker = tracker
 
     def write(self, row: Dict[str, Any]) -> None:
         self.log.append(row)
+        if self.tracker is not None:
+            self.tracker.log_row(row)
         for name, value in row.items():
             if name not in ("kind", "step") and isinstance(value, (int, float)):
                 self.writer.add_scalar(f"{row['kind']}/{name}", value,
@@ -40,16 +45,24 @@ class Outputs:
 
     def plot(self) -> str:
         self.writer.flush()
-        return curves.learning_curve(self.log.rows(), self.curve_path,
-                                       self.title)
+        rows = self.log.rows()
+        path = curves.learning_curve(rows, self.curve_path, self.title)
+        if self.tracker is not None and rows:
+            self.tracker.log_image(path, rows[-1]["step"])
+        return path
 
     def close(self) -> None:
         self.writer.close()
+        if self.tracker is not None:
+            self.tracker.finish()
+            self.tracker = None
 
 
 def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
                     resumable_changes: Iterable[str]) -> None:
-    """Creates `workdir` and writes config.json.
+    """Creates `workdir` and writes config.json (keeping the `restarts` of
+    the run it resumes); `config["provenance"]["_diff"]`, the
+    uncommitted changes of the code, goes to `code.diff` beside it.
 
     Raises:
       ConfigMismatchError: the workdir holds a run whose flat config differs
@@ -60,11 +73,14 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
     if overwrite and os.path.isdir(workdir):
         for name in ("checkpoints", "tensorboard"):
             shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-        for name in ("metrics.jsonl", "config.json", "learning_curve.png"):
+        shutil.rmtree(os.path.join(workdir, "wandb"), ignore_errors=True)
+        for name in ("metrics.jsonl", "config.json", "learning_curve.png",
+                     "code.diff", "wandb_id"):
             if os.path.exists(os.path.join(workdir, name)):
                 os.remove(os.path.join(workdir, name))
     elif os.path.exists(config_path):
-        old = files.read_json(config_path).get("flat_config", {})
+        previous = files.read_json(config_path)
+        old = previous.get("flat_config", {})
         diffs = files.config_differences(old, config["flat_config"],
                                           ignore=resumable_changes)
         if diffs:
@@ -75,7 +91,17 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
                 f"configuration ({listed}). Use another --workdir, or "
                 "--overwrite to discard that run. Only --max_steps may change "
                 "when resuming.")
+        config = {**{k: previous[k] for k in ("restarts",)
+                     if k in previous}, **config}
     os.makedirs(workdir, exist_ok=True)
+    config = dict(config)
+    if "provenance" in config:
+        provenance = dict(config["provenance"])
+        diff = provenance.pop("_diff", None)
+        if diff:
+            with open(os.path.join(workdir, "code.diff"), "w") as f:
+                f.write(diff)
+        config["provenance"] = provenance
     files.write_json(config_path, config)
 
 

@@ -27,7 +27,9 @@ import numpy as np
 from dqs_jax import agents
 from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
-from dqs_jax.training import files, learners, recovery
+from dqs_jax.training import (files, learners, provenance, recovery,
+                              tracking)
+from dqs_jax.training.lock import WorkdirLock
 from dqs_jax.training.outputs import (Outputs, format_duration,
                                       format_return, prepare_workdir)
 from dqs_jax.training.progress import SeedProgress, evaluate, evaluation_seed
@@ -88,6 +90,7 @@ def prepare_run_workdir(settings: RunSettings, argv: Optional[List[str]]
         "agent_config_class": type(settings.resolved_agent_config()).__name__,
         "versions": files.versions(),
         "command": argv,
+        "provenance": provenance.provenance(argv),
     }, settings.overwrite, RESUMABLE_CHANGES)
     return os.path.abspath(settings.workdir)
 
@@ -120,23 +123,37 @@ class Run:
                          for env, k in zip(self.envs, keys)]
         self.checkpointer = Checkpointer(os.path.join(self.workdir,
                                                       "checkpoints"))
-        self.outputs = self._open_outputs(self._restore())
+        resume_step = self._restore()
+        if resume_step is not None:
+            provenance.record_restart(self.workdir, resume_step)
+        self.outputs = self._open_outputs(resume_step)
         self.start_session()
 
     def _open_outputs(self, resume_step: Optional[int]) -> List[Outputs]:
         s = self.settings
+        flat = s.flat_config()
         if s.num_seeds == 1:
-            return [Outputs(self.workdir, f"{s.agent} on {s.env}",
-                            resume_step)]
-        outputs, flat = [], s.flat_config()
-        for i, seed in enumerate(self.seeds):
-            folder = seed_dir(self.workdir, i)
-            os.makedirs(folder, exist_ok=True)
-            files.write_json(os.path.join(folder, "config.json"), {
-                "flat_config": dict(flat, seed=seed, num_seeds=1),
-                "seed_index": i, "parent": self.workdir})
-            outputs.append(Outputs(folder, f"{s.agent} on {s.env}, seed "
-                                   f"{seed}", resume_step))
+            folders = [(self.workdir, f"{s.agent} on {s.env}, seed {s.seed}",
+                        flat)]
+        else:
+            folders = []
+            for i, seed in enumerate(self.seeds):
+                folder = seed_dir(self.workdir, i)
+                os.makedirs(folder, exist_ok=True)
+                seed_flat = dict(flat, seed=seed, num_seeds=1)
+                files.write_json(os.path.join(folder, "config.json"), {
+                    "flat_config": seed_flat, "seed_index": i,
+                    "parent": self.workdir})
+                folders.append((folder, f"{s.agent} on {s.env}, seed {seed}",
+                                seed_flat))
+        outputs = []
+        for folder, title, config in folders:
+            tracker = None
+            if s.wandb is not None:
+                tracker = tracking.WandbTracker(
+                    s.wandb, folder, title.replace(" on ", "_").replace(
+                        ", seed ", "_seed"), dict(config, workdir=folder))
+            outputs.append(Outputs(folder, title, resume_step, tracker))
         return outputs
 
     def start_session(self) -> None:
@@ -384,7 +401,9 @@ def train(settings: RunSettings, argv: Optional[List[str]] = None
       NoIntactCheckpointError: every checkpoint in the workdir is damaged
         (none is touched).
       NonFiniteLossError: a loss became NaN/inf (the last checkpoint is kept).
+      WorkdirLockedError: another live process runs in the workdir.
+      OSError: the workdir cannot be created or written.
     """
     settings.validate()
-    with recovery.StopSignals() as stop:
+    with WorkdirLock(settings.workdir), recovery.StopSignals() as stop:
         return Run(settings, argv).run(stop)

@@ -39,6 +39,9 @@ class RunSettings:
     agent_config: Any = None  # The agent's config dataclass; None: defaults.
     num_seeds: int = 1  # > 1: seeds seed, ..., seed + N - 1 in one process.
     shard_seeds: bool = False  # Spread the seeds over all devices.
+    # Track the run in Weights & Biases (`tracking.WandbSettings`); not
+    # part of what the run computes, so it may change on resume.
+    wandb: Any = None
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -73,7 +76,8 @@ class RunSettings:
         (`num_seeds` and `shard_seeds` only where not 1 / False, so that
         one-seed workdirs of earlier versions still resume)."""
         run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("agent_config", "workdir", "overwrite")}
+               if f.name not in ("agent_config", "workdir", "overwrite",
+                                 "wandb")}
         if self.num_seeds == 1:
             del run["num_seeds"]
         if not self.shard_seeds:
@@ -93,7 +97,7 @@ def agent_config_from_flat(flat: Dict[str, Any]):
 def settings_from_flat(flat: Dict[str, Any], workdir: str) -> RunSettings:
     """The `RunSettings` of a run's recorded `flat_config`."""
     names = {f.name for f in dataclasses.fields(RunSettings)} - {
-        "agent_config", "workdir", "overwrite"}
+        "agent_config", "workdir", "overwrite", "wandb"}
     return RunSettings(workdir=workdir,
                        agent_config=agent_config_from_flat(flat),
                        **{k: v for k, v in flat.items() if k in names})

@@ -73,7 +73,7 @@ def as_config(settings: Any) -> ml_collections.ConfigDict:
 
 
 # RunSettings fields that a config file does not set (per invocation).
-_NOT_IN_CONFIG = ("agent", "agent_config", "workdir", "overwrite")
+_NOT_IN_CONFIG = ("agent", "agent_config", "workdir", "overwrite", "wandb")
 
 
 def dataclass_dict(instance: Any, skip=()) -> Dict[str, Any]:
@@ -96,3 +96,23 @@ def experiment_config(agent: str, run: Optional[Dict[str, Any]] = None,
     agent_fields = dataclass_dict(spec.make_config(**(agent_overrides or {})))
     return ml_collections.ConfigDict(
         {"agent_name": agent, "run": run_fields, "agent": agent_fields})
+
+
+def check_config_argv(argv: List[str], flag: str = "config") -> None:
+    """Loads the file of `--<flag>=<file>[:arg]` in `argv` once before absl
+    does, so that a missing or broken file ends in one line naming it and
+    its problem (SystemExit 1) instead of a traceback at flag parsing."""
+    for i, item in enumerate(argv[1:], 1):
+        if item == f"--{flag}" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif item.startswith(f"--{flag}="):
+            value = item.split("=", 1)[1]
+        else:
+            continue
+        path, _, arg = value.partition(":")
+        try:
+            load_file(path, arg or None)
+        except Exception as e:  # pylint: disable=broad-except
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise SystemExit(f"ERROR: --{flag}={value}: {type(e).__name__}"
+                             f"{': ' + first if first else ''}") from None

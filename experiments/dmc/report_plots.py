@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 from matplotlib import ticker
 import numpy as np
 
-from dqs_jax import rl_stats
+from experiments.dmc import stats as rl_stats
 from experiments import plotting
 from experiments.dmc import sweep_results as sr
 

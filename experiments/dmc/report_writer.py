@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from dqs_jax import rl_stats
+from experiments.dmc import stats as rl_stats
 from experiments.dmc import report_plots
 from experiments.dmc import sweep_results as sr
 

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 import time
 
 from absl import app, flags
@@ -42,14 +43,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dqs_jax import agents, dqs_config, loop, metrics, score_targets
+from dqs_jax import agents, loop, score_targets
 from dqs_jax.envs import gmm
+from dqs_jax.training import files
+from experiments import plotting
+from experiments.configs import agent_flags, loader
 from experiments.gmm import curves as gmm_curves
 from experiments.gmm import diagnostics as gmm_diagnostics
+from experiments.gmm import metrics
 from experiments.gmm import references as gmm_references
-from experiments import plotting
-from dqs_jax.training import files
-from experiments.configs import agent_flags, loader
 from experiments.gmm.settings import GMMSettings
 
 _PRESET = flags.DEFINE_enum(
@@ -339,4 +341,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    loader.check_config_argv(sys.argv)
     app.run(main)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dqs_jax import direction_density as dd
+from experiments.gmm import direction_density as dd
 from dqs_jax.dqs_config import DQSConfig
 from dqs_jax.envs import gmm
 from dqs_jax.networks import Critic

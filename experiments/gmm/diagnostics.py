@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dqs_jax import agent as dqs_agent
-from dqs_jax import agents, loop, metrics
-from dqs_jax import direction_density as dd
+from dqs_jax import agents, loop
+from experiments.gmm import metrics
+from experiments.gmm import direction_density as dd
 from dqs_jax.agent import energy_q
 from dqs_jax.envs import gmm
 

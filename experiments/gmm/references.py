@@ -12,7 +12,7 @@ sample, uniform points, and two fixed policies reach.
 import jax
 import jax.numpy as jnp
 
-from dqs_jax import metrics
+from experiments.gmm import metrics
 from dqs_jax.envs import gmm
 
 

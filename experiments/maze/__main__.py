@@ -204,4 +204,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    loader.check_config_argv(sys.argv)
     app.run(main)

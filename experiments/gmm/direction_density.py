@@ -46,7 +46,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from dqs_jax.metrics import BatchedQFn
+from experiments.gmm.metrics import BatchedQFn
 from dqs_jax.types import PRNGKey
 
 
