@@ -76,7 +76,7 @@ def _run(tmp_path, name, max_steps):
 
 
 def test_an_interrupted_job_is_requeued_and_resumes_exactly(tmp_path):
-    max_steps = 3000
+    max_steps = 1600
     straight = _run(tmp_path, "straight", max_steps)
     plain = subprocess.Popen(straight["cmd"], cwd=ROOT,
                              stdout=subprocess.DEVNULL,

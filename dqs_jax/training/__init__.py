@@ -11,15 +11,14 @@ No absl: `experiments.train` is a thin binary over `train`. Pure-JAX envs
 (GMM-40) use the fully jitted loop of `dqs_jax.loop` instead.
 """
 
+from dqs_jax.training.layout import seed_dir
 from dqs_jax.training.lock import WorkdirLock, WorkdirLockedError
 from dqs_jax.training.outputs import ConfigMismatchError
 from dqs_jax.training.recovery import NoIntactCheckpointError, StopSignals
-from dqs_jax.training.run import NonFiniteLossError, Run, seed_dir, train
+from dqs_jax.training.run import NonFiniteLossError, Run, train
+from dqs_jax.training.settings import RunSettings, agent_config_from_flat
 from dqs_jax.training.tracking import WandbSettings
-from dqs_jax.training.settings import (RunSettings, agent_config_from_flat,
-                                       settings_from_flat)
 
 __all__ = ["ConfigMismatchError", "NoIntactCheckpointError",
            "NonFiniteLossError", "Run", "RunSettings", "StopSignals",
-           "agent_config_from_flat", "seed_dir", "settings_from_flat",
-           "train", "WandbSettings", "WorkdirLock", "WorkdirLockedError"]
+           "agent_config_from_flat", "seed_dir", "train", "WandbSettings", "WorkdirLock", "WorkdirLockedError"]

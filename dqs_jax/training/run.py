@@ -6,7 +6,7 @@ evaluation environment, agent state, replay buffer (or rollout) and key.
 Every device call serves all seeds at once (`training.learners`); one seed
 is N = 1, with no seed axis on the device. `Run` holds the phases of a run
 (restore, step, end of episode, evaluate, progress, checkpoint) and writes
-files through `training.outputs`; `training.recovery` turns SIGTERM/SIGINT
+files through `training.outputs` (where they go: `training.layout`); `training.recovery` turns SIGTERM/SIGINT
 into a checkpoint and a clean stop, and skips damaged checkpoints on resume.
 
 Outputs: `<workdir>/config.json`, `checkpoints/` (one checkpoint holds every
@@ -27,13 +27,15 @@ import numpy as np
 from dqs_jax import agents
 from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
-from dqs_jax.training import (files, learners, provenance, recovery,
-                              tracking)
+from dqs_jax.training import learners, provenance, recovery, tracking
+from dqs_jax.training import files
+from dqs_jax.training.layout import (checkpoint_tree, new_progress,
+                                     prepare_run_workdir, restored_seeds,
+                                     seed_dir)
 from dqs_jax.training.lock import WorkdirLock
-from dqs_jax.training.outputs import (Outputs, format_duration,
-                                      format_return, prepare_workdir)
+from dqs_jax.training.outputs import Outputs, format_duration, format_return
 from dqs_jax.training.progress import SeedProgress, evaluate, evaluation_seed
-from dqs_jax.training.settings import RESUMABLE_CHANGES, RunSettings
+from dqs_jax.training.settings import RunSettings
 from dqs_jax.types import Batch
 
 
@@ -42,57 +44,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 _split_keys = jax.jit(jax.vmap(lambda key: jax.random.split(key, 3)))
-
-
-def seed_dir(workdir: str, index: int) -> str:
-    """The outputs folder of seed `index` of an N-seed run."""
-    return os.path.join(workdir, f"seed_{index}")
-
-
-def new_progress(observation: np.ndarray, key: jax.Array,
-                 metric_names: List[str]) -> SeedProgress:
-    """A seed's progress at the run's first step."""
-    return SeedProgress(
-        env_step=0, episode=0, episode_return=0.0, episode_length=0,
-        observation=observation, key=np.asarray(key), num_updates=0,
-        metric_sums={k: 0.0 for k in metric_names}, metric_count=0,
-        last_episode_return=float("nan"), last_eval_return=float("nan"),
-        wall_time=0.0)
-
-
-def checkpoint_tree(state: Any, learner: Any, progress: List[SeedProgress],
-                    envs: List[Any]) -> Dict[str, Any]:
-    """What a run checkpoints (also the restore template): agent, replay or
-    rollout, and each seed's progress and env state. One seed keeps the
-    layout `{agent, <data>, loop, env}`; N seeds `{..., loops, envs}`."""
-    tree = {"agent": state, learner.data_name: learner.data}
-    if len(progress) == 1:
-        tree.update(loop=progress[0].to_tree(), env=envs[0].get_state())
-    else:
-        tree.update(loops={str(i): p.to_tree() for i, p in enumerate(progress)},
-                    envs={str(i): e.get_state() for i, e in enumerate(envs)})
-    return tree
-
-
-def _restored_seeds(tree: Dict[str, Any], num_seeds: int):
-    """`[(progress tree, env state)]` per seed of a restored checkpoint."""
-    if num_seeds == 1:
-        return [(tree["loop"], tree["env"])]
-    return [(tree["loops"][str(i)], tree["envs"][str(i)])
-            for i in range(num_seeds)]
-
-
-def prepare_run_workdir(settings: RunSettings, argv: Optional[List[str]]
-                        ) -> str:
-    """Creates the workdir, writes config.json; returns its absolute path."""
-    prepare_workdir(settings.workdir, {
-        "flat_config": settings.flat_config(),
-        "agent_config_class": type(settings.resolved_agent_config()).__name__,
-        "versions": files.versions(),
-        "command": argv,
-        "provenance": provenance.provenance(argv),
-    }, settings.overwrite, RESUMABLE_CHANGES)
-    return os.path.abspath(settings.workdir)
 
 
 class Run:
@@ -177,7 +128,7 @@ class Run:
         step, restored = found
         self.state = self.learner.place(restored["agent"])
         self.learner.restore(restored[self.learner.data_name])
-        seeds = _restored_seeds(restored, len(self.seeds))
+        seeds = restored_seeds(restored, len(self.seeds))
         self.progress = [SeedProgress.from_tree(p) for p, _ in seeds]
         for env, (_, env_state) in zip(self.envs, seeds):
             env.set_state(env_state)

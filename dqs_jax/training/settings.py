@@ -93,11 +93,3 @@ def agent_config_from_flat(flat: Dict[str, Any]):
     return spec.make_config(**{k: tuple(v) if isinstance(v, list) else v
                                for k, v in flat.items() if k in fields})
 
-
-def settings_from_flat(flat: Dict[str, Any], workdir: str) -> RunSettings:
-    """The `RunSettings` of a run's recorded `flat_config`."""
-    names = {f.name for f in dataclasses.fields(RunSettings)} - {
-        "agent_config", "workdir", "overwrite", "wandb"}
-    return RunSettings(workdir=workdir,
-                       agent_config=agent_config_from_flat(flat),
-                       **{k: v for k, v in flat.items() if k in names})

@@ -120,3 +120,35 @@ def config_overrides(config_cls: Any, defined: Dict[str, Any],
                                  f"integers, got {','.join(value)!r}.") from None
         overrides[name] = value
     return overrides
+
+
+class PresetFlags:
+    """`--preset` (a file of `experiments/configs/<kind>/`), `--config` (any
+    config file, fields overridable as `--config.<field>=...`) and one flag
+    per field of the settings dataclass `cls`, which wins over both."""
+
+    def __init__(self, kind: str, cls: Any, default: str = "cpu"):
+        from ml_collections import config_flags as ml_config_flags
+        from experiments.configs import loader
+        self.kind, self.cls, self._loader = kind, cls, loader
+        names = loader.preset_names(kind)
+        self.preset = flags.DEFINE_enum(
+            "preset", default, names, f"A preset: a file of "
+            f"experiments/configs/{kind}/ ({', '.join(names)}).")
+        self.config = ml_config_flags.DEFINE_config_file(
+            "config", None, f"A config file instead of --preset, e.g. "
+            f"experiments/configs/{kind}/paper.py; its fields are "
+            "overridable as --config.<field>=...; the field flags win.")
+        self.fields = define_config_flags([cls])
+        # The binary lists them in --help with
+        # `flags.adopt_module_key_flags(agent_flags)`.
+
+    def values(self):
+        """`(base, overrides)`: the preset's or config file's fields and the
+        field flags set. ValueError for --preset and --config together."""
+        if self.config.value is not None and self.preset.present:
+            raise ValueError("Give --preset or --config, not both.")
+        base = (self._loader.load_preset(self.kind, self.preset.value)
+                if self.config.value is None
+                else self._loader.plain(self.config.value.to_dict()))
+        return base, config_overrides(self.cls, self.fields)

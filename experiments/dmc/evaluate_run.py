@@ -27,7 +27,7 @@ from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
 from dqs_jax.training import files, learners, recovery
 from dqs_jax.training.progress import evaluate, evaluation_seed
-from dqs_jax.training.run import checkpoint_tree, new_progress
+from dqs_jax.training.layout import checkpoint_tree, new_progress
 from dqs_jax.training.settings import agent_config_from_flat
 
 # Agent config fields that change how a trained agent evaluates, not what

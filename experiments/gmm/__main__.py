@@ -38,7 +38,6 @@ import sys
 import time
 
 from absl import app, flags
-from ml_collections import config_flags as ml_config_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,14 +53,8 @@ from experiments.gmm import metrics
 from experiments.gmm import references as gmm_references
 from experiments.gmm.settings import GMMSettings
 
-_PRESET = flags.DEFINE_enum(
-    "preset", "cpu", loader.preset_names("gmm"),
-    "A preset of experiments/configs/gmm/: cpu (CPU-sized), "
-    "paper (for a GPU).")
-_CONFIG = ml_config_flags.DEFINE_config_file(
-    "config", None, "A config file instead of --preset, e.g. "
-    "experiments/configs/gmm/paper.py; fields overridable as "
-    "--config.num_mc_samples=100. Per-field flags below still win.")
+_SETTINGS = agent_flags.PresetFlags("gmm", GMMSettings)
+flags.adopt_module_key_flags(agent_flags)  # Listed by --help.
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gmm", "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
 _METHODS = flags.DEFINE_list("methods", ["dqs", "sac"], "Agents to run.")
@@ -75,19 +68,13 @@ _CURVE = flags.DEFINE_boolean(
 _SPREAD = flags.DEFINE_boolean(
     "spread_seeds", False, "Spread the seeds over all devices (their count "
     "must divide --num_seeds).")
-# One flag per GMMSettings field, overriding the preset when set.
-_FIELD_FLAGS = agent_flags.define_config_flags([GMMSettings])
-flags.adopt_module_key_flags(agent_flags)  # Listed by --help.
 
 
 def settings() -> dict:
     """The preset (or `--config`) with the field flags set applied,
     validated by `GMMSettings`; UsageError on a bad value."""
     try:
-        base = (loader.load_preset("gmm", _PRESET.value)
-                if _CONFIG.value is None
-                else loader.plain(_CONFIG.value.to_dict()))
-        overrides = agent_flags.config_overrides(GMMSettings, _FIELD_FLAGS)
+        base, overrides = _SETTINGS.values()
         s = dataclasses.asdict(GMMSettings(**{**base, **overrides}))
     except (TypeError, ValueError) as e:
         raise app.UsageError(str(e)) from None
@@ -276,7 +263,7 @@ def main(argv):
         root, 3 + len(_METHODS.value))
     ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
     bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
-    print(f"GMM-40 experiment, preset {_PRESET.value}: {s}", flush=True)
+    print(f"GMM-40 experiment, preset {_SETTINGS.preset.value}: {s}", flush=True)
 
     results, wall, states, curves = {}, {}, {}, {}
     for method, key in zip(_METHODS.value, method_keys):
@@ -300,7 +287,7 @@ def main(argv):
     baselines = gmm_references.reference_scores(gt_key, ground_truth,
                                                 bandwidth)
     summary = {
-        "preset": _PRESET.value if _CONFIG.value is None else "config",
+        "preset": _SETTINGS.preset.value if _SETTINGS.config.value is None else "config",
         "settings": s,
         "mmd_bandwidth": float(bandwidth),
         "agent_configs": {m: dataclasses.asdict(agent_config(m, s))

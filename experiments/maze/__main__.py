@@ -4,7 +4,7 @@ two-goal PointMaze, equal budgets, several seeds.
 
     python -m experiments.maze --preset=cpu --workdir=runs/maze       # 2 cores
     python -m experiments.maze --preset=paper --workdir=runs/maze     # a GPU
-    python -m experiments.maze --config=experiments/configs/maze.py:paper \
+    python -m experiments.maze --config=experiments/configs/maze/paper.py \
         --agents=dqs,sac --num_seeds=3 --workdir=W
 
 Each agent and seed trains on `maze:two-goal` (continuing, reward 1 per
@@ -47,7 +47,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from ml_collections import config_flags as ml_config_flags  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
 from dqs_jax import training  # noqa: E402
@@ -58,31 +57,16 @@ from experiments.maze import settings as maze_settings  # noqa: E402
 from experiments.maze import summary as maze_summary  # noqa: E402
 from experiments.configs import agent_flags, loader  # noqa: E402
 
-_PRESET = flags.DEFINE_enum(
-    "preset", "cpu", loader.preset_names("maze"),
-    "A preset of experiments/configs/maze/: cpu (CPU-sized), "
-    "paper (for a GPU).")
-_CONFIG = ml_config_flags.DEFINE_config_file(
-    "config", None, "A config file instead of --preset, e.g. "
-    "experiments/configs/maze/paper.py; fields overridable as "
-    "--config.num_seeds=3. Per-field flags below still win.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/maze", "Output folder.")
-# One flag per MazeSettings field, overriding the preset when set.
-_FIELD_FLAGS = agent_flags.define_config_flags([maze_settings.MazeSettings])
+_SETTINGS = agent_flags.PresetFlags("maze", maze_settings.MazeSettings)
 flags.adopt_module_key_flags(agent_flags)  # Listed by --help.
+_WORKDIR = flags.DEFINE_string("workdir", "runs/maze", "Output folder.")
 
 
 def settings() -> dict:
     """The preset (or `--config`) with the field flags set applied; UsageError
     on a bad value."""
-    if _CONFIG.value is not None and _PRESET.present:
-        raise app.UsageError("Give --preset or --config, not both.")
     try:
-        base = (loader.load_preset("maze", _PRESET.value)
-                if _CONFIG.value is None
-                else loader.plain(_CONFIG.value.to_dict()))
-        return maze_settings.resolve(base, agent_flags.config_overrides(
-            maze_settings.MazeSettings, _FIELD_FLAGS))
+        return maze_settings.resolve(*_SETTINGS.values())
     except (TypeError, ValueError) as e:
         raise app.UsageError(str(e)) from None
 
@@ -167,7 +151,8 @@ def main(argv):
     s = settings()
     workdir = _WORKDIR.value
     os.makedirs(workdir, exist_ok=True)
-    preset = _PRESET.value if _CONFIG.value is None else "config"
+    preset = (_SETTINGS.preset.value if _SETTINGS.config.value is None
+              else "config")
     start = time.time()
     print(f"Maze experiment ({preset}) in {os.path.abspath(workdir)}: {s}",
           flush=True)
