@@ -26,6 +26,7 @@ def reproduce(*args, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_a_sweep_that_the_report_reads(tmp_path):
     sweep_dir = tmp_path / "sweep"
     out = reproduce("--preset=smoke", "--agents=sac", "--seeds=0,1",
