@@ -51,7 +51,10 @@ def provenance(argv: Optional[List[str]]) -> Dict[str, Any]:
         "host": socket.gethostname(), "started": now(),
         "jax_backend": jax.default_backend(),
         "devices": sorted({d.device_kind for d in devices}),
-        "device_count": len(devices), "versions": files.versions(),
+        "device_count": len(devices),
+        "matmul_precision": jax.config.jax_default_matmul_precision
+        or "default",
+        "versions": files.versions(),
         "_diff": code["diff"],
     }
 

@@ -96,7 +96,7 @@ def measure(cfg: Dict) -> Dict:
         from experiments.bench.naive_idem import naive_update
         update = jax.jit(naive_update, donate_argnums=0)
 
-    rate_before = dot_rate()
+    rate_before = dot_rate() if cfg.get("dot_rates", True) else float("nan")
     start = time.perf_counter()
     state, metrics = update(state, data)
     jax.block_until_ready(metrics)
@@ -117,7 +117,7 @@ def measure(cfg: Dict) -> Dict:
         np.asarray(act(holder[0], obs, key))
         calls = _timed(lambda: np.asarray(act(holder[0], obs, key)), 200)
         latency[n] = float(np.median(calls)) * 1e3
-    rate_after = dot_rate()
+    rate_after = dot_rate() if cfg.get("dot_rates", True) else float("nan")
     median = float(np.median(times))
     rate = 0.5 * (rate_before + rate_after)
     total = None if count is None else count["total"]
