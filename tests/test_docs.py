@@ -58,3 +58,18 @@ def test_cheap_command_runs(where, command, tmp_path):
     else:
         assert out.returncode == 0, (where, command, out.stderr[-2000:])
     assert not os.path.exists(os.path.join(ROOT, "W"))
+
+
+def test_relative_links_point_to_files():
+    files = [os.path.join(ROOT, "README.md")] + glob.glob(
+        os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
+    broken = []
+    for path in files:
+        for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", open(path).read()):
+            if link.startswith(("http://", "https://")):
+                continue
+            target = os.path.normpath(os.path.join(os.path.dirname(path),
+                                                   link))
+            if not os.path.exists(target):
+                broken.append((os.path.relpath(path, ROOT), link))
+    assert broken == []

@@ -30,7 +30,12 @@ def test_presets_resolve_and_overrides_apply():
     paper = maze_settings.resolve(PRESETS["paper"])
     assert paper["agents"] == ("dqs", "sac", "qsm", "dacer", "dipo")
     assert (paper["init_temperature"], paper["final_temperature"],
-            paper["temperature_anneal_steps"]) == (10.0, 1.0, 250_000)
+            paper["temperature_anneal_steps"]) == (10.0, 1.0, 240_000)
+    # Every preset's anneal ends on its last update: it reaches the final
+    # temperature, not a point on the way.
+    for preset in PRESETS.values():
+        assert preset["temperature_anneal_steps"] == (
+            preset["max_steps"] - preset["seed_steps"])
     assert maze_settings.resolve(PRESETS["cpu"], {"agents": "sac,td3"})[
         "agents"] == ("sac", "td3")
 
