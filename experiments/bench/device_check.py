@@ -104,30 +104,13 @@ def update_times(s: Dict[str, Any]) -> List[Dict[str, Any]]:
             for cfg in configs]
 
 
-class _Timer:
-    """Wall time of wrapped calls, by part (results blocked on)."""
-
-    def __init__(self):
-        self.seconds: Dict[str, float] = {}
-
-    def wrap(self, part: str, fn):
-        import jax
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            out = jax.block_until_ready(fn(*args, **kwargs))
-            self.seconds[part] = (self.seconds.get(part, 0.0)
-                                  + time.perf_counter() - start)
-            return out
-        return timed
-
-
 def loop_split(s: Dict[str, Any], num_seeds: int, steps: int
                ) -> Dict[str, Any]:
     """`steps` learning steps of DQS (paper sizes) on cheetah-run through
     `training.Run` with `num_seeds` seeds: env steps/s and ms per step by
     part (after the seed phase and one untimed step)."""
     from dqs_jax import agents, training
+    from experiments.bench.timing import time_run_steps
     width = (s["hidden"],) * 2
     config = agents.get_agent("dqs").make_config(
         hidden_dims=width, critic_hidden_dims=width,
@@ -140,25 +123,10 @@ def loop_split(s: Dict[str, Any], num_seeds: int, steps: int
             replay_size=s["seed_steps"] + steps + 10, eval_every=10**9,
             checkpoint_every=10**9, log_interval=10**9, workdir=workdir,
             agent_config=config)
-        run = training.Run(settings, None)
-        for _ in range(s["seed_steps"] + 1):
-            run.step()
-        timer = _Timer()
-        run.learner.act = timer.wrap("act", run.learner.act)
-        run.learner.observe = timer.wrap("update", run.learner.observe)
-        for env in run.envs:
-            env.step = timer.wrap("env", env.step)
-        start = time.perf_counter()
-        for _ in range(steps):
-            run.step()
-        seconds = time.perf_counter() - start
-        run.close_outputs()
-        run.checkpointer.close()
-    ms = {part: 1e3 * t / steps for part, t in timer.seconds.items()}
-    ms["host"] = 1e3 * seconds / steps - sum(ms.values())
+        r = time_run_steps(settings, s["seed_steps"] + 1, steps, "update")
     return {"num_seeds": num_seeds, "steps": steps,
-            "env_steps_per_s": num_seeds * steps / seconds,
-            "ms_per_step": ms}
+            "env_steps_per_s": r["env_steps_per_s"],
+            "ms_per_step": r["ms_per_step"]}
 
 
 def projections(updates: List[Dict], loop: Dict) -> Dict[str, Any]:

@@ -16,8 +16,7 @@ and writes JSON and a PNG.
 import json
 import os
 import tempfile
-import time
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 from absl import app, flags, logging
 import jax
@@ -41,21 +40,6 @@ _OUT = flags.DEFINE_string("out", "runs/bench/bench_train_seeds",
 PARTS = ("act", "env", "learn")
 
 
-class _Timer:
-    """Seconds spent in wrapped calls, per part."""
-
-    def __init__(self):
-        self.seconds = {part: 0.0 for part in PARTS}
-
-    def wrap(self, part: str, fn: Callable) -> Callable:
-        def timed_fn(*args, **kwargs):
-            start = time.perf_counter()
-            out = jax.block_until_ready(fn(*args, **kwargs))
-            self.seconds[part] += time.perf_counter() - start
-            return out
-        return timed_fn
-
-
 def _settings(num_seeds: int, workdir: str) -> training.RunSettings:
     spec = agents.get_agent(_AGENT.value)
     width = (_HIDDEN.value,) * 2
@@ -75,26 +59,12 @@ def throughput(num_seeds: int) -> Dict[str, Any]:
     """Env steps/s (all seeds) and the split of a step's time."""
     with tempfile.TemporaryDirectory() as workdir:
         settings = _settings(num_seeds, workdir)
-        run = training.Run(settings, None)
-        for _ in range(settings.seed_steps + _WARMUP.value):
-            run.step()
-        timer = _Timer()
-        run.learner.act = timer.wrap("act", run.learner.act)
-        run.learner.observe = timer.wrap("learn", run.learner.observe)
-        for env in run.envs:
-            env.step = timer.wrap("env", env.step)
-        start = time.perf_counter()
-        for _ in range(_STEPS.value):
-            run.step()
-        seconds = time.perf_counter() - start
-        run.close_outputs()
-        run.checkpointer.close()
-    per_step = {part: 1e3 * s / _STEPS.value
-                for part, s in timer.seconds.items()}
-    per_step["host other"] = 1e3 * seconds / _STEPS.value - sum(
-        per_step.values())
-    return {"num_seeds": num_seeds, "seconds": seconds,
-            "env_steps_per_s": num_seeds * _STEPS.value / seconds,
+        r = timing.time_run_steps(settings, settings.seed_steps + _WARMUP.value,
+                                  _STEPS.value)
+    per_step = dict(r["ms_per_step"])
+    per_step["host other"] = per_step.pop("host")
+    return {"num_seeds": num_seeds, "seconds": r["seconds"],
+            "env_steps_per_s": r["env_steps_per_s"],
             "ms_per_loop_step": per_step}
 
 

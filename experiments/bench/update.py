@@ -69,7 +69,6 @@ def measure(cfg: Dict) -> Dict:
     import numpy as np
 
     from dqs_jax import agents
-    from dqs_jax.types import Batch
     from experiments.bench import flops
 
     o, d, b, width = cfg["obs_dim"], cfg["act_dim"], cfg["batch_size"], (
