@@ -70,10 +70,9 @@ def _descendants(pid):
 def _run(tmp_path, name, max_steps):
     spec = sweep.resolve("smoke", agent_names=["sac"], seeds=["0"],
                          max_steps=max_steps)
-    run = sweep.commands(spec, str(tmp_path / name),
-                         [*TINY, "--eval_every=600",
-                          "--checkpoint_every=200"])[0]
-    return launch.job_runs([run], max_steps)[0]
+    return sweep.commands(spec, str(tmp_path / name),
+                          [*TINY, "--eval_every=600",
+                           "--checkpoint_every=200"])[0]
 
 
 def test_an_interrupted_job_is_requeued_and_resumes_exactly(tmp_path):

@@ -61,7 +61,7 @@ class Outputs:
 def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
                     resumable_changes: Iterable[str]) -> None:
     """Creates `workdir` and writes config.json (keeping the `restarts` of
-    the run it resumes); `config["provenance"]["_diff"]`, the
+    the run it resumes); `config["provenance"]["_diff"]`, this session's
     uncommitted changes of the code, goes to `code.diff` beside it.
 
     Raises:
@@ -71,9 +71,8 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
     """
     config_path = os.path.join(workdir, "config.json")
     if overwrite and os.path.isdir(workdir):
-        for name in ("checkpoints", "tensorboard"):
+        for name in ("checkpoints", "tensorboard", "wandb"):
             shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-        shutil.rmtree(os.path.join(workdir, "wandb"), ignore_errors=True)
         for name in ("metrics.jsonl", "config.json", "learning_curve.png",
                      "code.diff", "wandb_id"):
             if os.path.exists(os.path.join(workdir, name)):
@@ -94,14 +93,16 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
         config = {**{k: previous[k] for k in ("restarts",)
                      if k in previous}, **config}
     os.makedirs(workdir, exist_ok=True)
-    config = dict(config)
     if "provenance" in config:
         provenance = dict(config["provenance"])
-        diff = provenance.pop("_diff", None)
-        if diff:
-            with open(os.path.join(workdir, "code.diff"), "w") as f:
+        diff, diff_path = (provenance.pop("_diff", None),
+                           os.path.join(workdir, "code.diff"))
+        if diff:  # This session's uncommitted changes.
+            with open(diff_path, "w") as f:
                 f.write(diff)
-        config["provenance"] = provenance
+        elif os.path.exists(diff_path):  # An earlier session's.
+            os.remove(diff_path)
+        config = dict(config, provenance=provenance)
     files.write_json(config_path, config)
 
 

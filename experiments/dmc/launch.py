@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 LAUNCHERS = ("local", "submitit_local", "slurm", "debug")
 # SLURM states of a job that may still run (`reproduce` skips its run).
@@ -147,11 +147,6 @@ class RunJob:
             except ChildProcessError:  # Already reaped by `poll`.
                 pass
         return submitit.helpers.DelayedSubmission(RunJob(self.root), run)
-
-
-def job_runs(runs: List[Dict], max_steps: int) -> List[Dict]:
-    """The runs as a job's argument (picklable dicts with `max_steps`)."""
-    return [dict(run, max_steps=max_steps) for run in runs]
 
 
 def make_executor(launcher: str, folder: str, cluster: ClusterSettings,

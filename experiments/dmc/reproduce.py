@@ -182,8 +182,7 @@ def _launch_submitit(runs: List[Dict], spec: Dict,
         return 0
     executor = launch.make_executor(launcher, folder, cluster,
                                     f"dqs-{spec['preset']}")
-    jobs = executor.map_array(launch.RunJob(),
-                              launch.job_runs(runs, spec["max_steps"]))
+    jobs = executor.map_array(launch.RunJob(), runs)
     records.update({run["workdir"]: job.job_id
                     for run, job in zip(runs, jobs)})
     os.makedirs(folder, exist_ok=True)
