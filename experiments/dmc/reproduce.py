@@ -180,8 +180,8 @@ def _launch_submitit(runs: List[Dict], spec: Dict,
         runs = [r for r in runs if r["workdir"] not in busy]
     if not runs:
         return 0
-    executor = launch.make_executor(launcher, folder, cluster,
-                                    f"dqs-{spec['preset']}")
+    name = os.path.splitext(os.path.basename(spec["preset"]))[0]
+    executor = launch.make_executor(launcher, folder, cluster, f"dqs-{name}")
     jobs = executor.map_array(launch.RunJob(), runs)
     records.update({run["workdir"]: job.job_id
                     for run, job in zip(runs, jobs)})
@@ -229,8 +229,9 @@ def main(argv):
             folder = os.path.join(os.path.abspath(_WORKDIR.value), "submitit")
             print(f"# sbatch file of the job array ({len(runs)} runs, one "
                   "per task):")
-            print(launch.sbatch_script(folder, cluster,
-                                       f"dqs-{spec['preset']}", len(runs)))
+            name = os.path.splitext(os.path.basename(spec["preset"]))[0]
+            print(launch.sbatch_script(folder, cluster, f"dqs-{name}",
+                                       len(runs)))
         print(f"{len(runs)} runs", file=sys.stderr)
         return
     if _STATUS.value:
