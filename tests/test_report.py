@@ -219,3 +219,14 @@ def test_variant_labels_are_agents_without_paper_numbers(tmp_path):
     assert float(row["dqs@reference_mean"]) == pytest.approx(10.5)
     assert float(row["dqs@previous_mean"]) == pytest.approx(110.5)
     assert row["dqs@previous_paper"] == ""
+
+
+def test_curve_legend_lists_only_what_is_drawn():
+    from experiments.dmc import report_plots
+    labels = lambda hs: [h.get_label() for h in hs]  # noqa: E731
+    colors = {"dqs": "C0", "sac": "C1"}
+    assert labels(report_plots.legend_handles(colors, False, False)) == [
+        "dqs", "sac"]
+    both = labels(report_plots.legend_handles(colors, True, True))
+    assert both[:2] == ["dqs", "sac"] and len(both) == 4
+    assert "dashed" in both[2] and "paper" in both[3]

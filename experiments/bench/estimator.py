@@ -196,11 +196,15 @@ def plot(path: str, results: dict) -> None:
                             fontsize=7, alpha=0.6)
         if "idem" in errors:
             ax.axhline(errors["idem"][k_max]["overall"]
-                       * (1 + _TOLERANCE.value), ls="--", c="gray", lw=1)
-            ax.axvline(times["idem"][k_max] / 10, ls=":", c="gray", lw=1)
+                       * (1 + _TOLERANCE.value), ls="--", c="gray", lw=1,
+                       label=f"target error: iDEM at K={k_max} "
+                       f"+{100 * _TOLERANCE.value:.0f}%")
+            ax.axvline(times["idem"][k_max] / 10, ls=":", c="gray", lw=1,
+                       label=f"target time: iDEM at K={k_max} / 10")
         ax.set(xscale="log", yscale="log", xlabel="seconds per batch "
-               f"(B={_BATCH.value})", ylabel="relative RMSE",
-               title=f"{energy}: error vs time")
+               f"(B={_BATCH.value})", ylabel="relative RMSE (score estimate)",
+               title=f"{energy} energy: estimator error against cost "
+               "(points labelled by K)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

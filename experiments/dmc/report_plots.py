@@ -24,15 +24,35 @@ def curve_matrix(runs: Dict[str, sr.Curve]):
     return steps, returns
 
 
-def _plot_agent(ax, runs, color, num_samples: int, seed: int) -> None:
+def _plot_agent(ax, runs, color, num_samples: int, seed: int) -> bool:
+    """Draws one agent's mean and CI; True if some step lacks a seed (then
+    the dashed line shows where)."""
     steps, returns = curve_matrix(runs)
     mean, lower, upper = rl_stats.task_means_ci(returns, num_samples,
                                                 CONFIDENCE, seed)
     every_seed = np.isfinite(returns).all(axis=0)
-    ax.plot(steps, mean, "--", color=color, lw=1, alpha=0.7)
+    partial = not every_seed.all()
+    if partial:
+        ax.plot(steps, mean, "--", color=color, lw=1, alpha=0.7)
     ax.plot(steps, np.where(every_seed, mean, np.nan), "-", color=color,
             lw=1.8)
     ax.fill_between(steps, lower, upper, color=color, alpha=0.2, lw=0)
+    return partial
+
+
+def legend_handles(colors: Dict[str, str], partial: bool, paper: bool):
+    """One entry per agent, plus the dashed line and the paper's markers
+    only when some panel draws them."""
+    handles = [plt.Line2D([], [], color=color, lw=1.8, label=agent)
+               for agent, color in colors.items()]
+    if partial:
+        handles.append(plt.Line2D([], [], color="k", ls="--", lw=1,
+                                  label="dashed: not every seed got there"))
+    if paper:
+        handles.append(plt.Line2D(
+            [], [], color="k", ls="", marker="x", mew=2,
+            label="paper, agent's colour (arXiv:2410.01312)"))
+    return handles
 
 
 def learning_curves(sweep: sr.Sweep, paper, targets: Sequence[int], path: str,
@@ -43,15 +63,18 @@ def learning_curves(sweep: sr.Sweep, paper, targets: Sequence[int], path: str,
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows),
                              squeeze=False)
     colors = {agent: f"C{i % 10}" for i, agent in enumerate(sweep.agents)}
+    drew = {"partial": False, "paper": False}
     for ax, task in zip(axes.flat, sweep.tasks):
         for agent in sweep.agents:
             runs = sweep.curves.get((agent, task))
-            if runs:
-                _plot_agent(ax, runs, colors[agent], num_samples, seed)
+            if runs and _plot_agent(ax, runs, colors[agent], num_samples,
+                                    seed):
+                drew["partial"] = True
             for target in targets:
                 ret = paper.get((task, agent, target))
                 if ret is not None:
                     ax.plot(target, ret, "x", color=colors[agent], ms=8, mew=2)
+                    drew["paper"] = True
         if not ax.lines:
             ax.text(0.5, 0.5, "no evaluated run", ha="center",
                     transform=ax.transAxes)
@@ -63,12 +86,7 @@ def learning_curves(sweep: sr.Sweep, paper, targets: Sequence[int], path: str,
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(sweep.tasks):]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=colors[a], lw=1.8, label=a)
-               for a in sweep.agents]
-    handles += [plt.Line2D([], [], color="k", ls="--", lw=1,
-                           label="dashed: not every seed got there"),
-                plt.Line2D([], [], color="k", ls="", marker="x", mew=2,
-                           label="paper, agent's colour (arXiv:2410.01312)")]
+    handles = legend_handles(colors, drew["partial"], drew["paper"])
     fig.legend(handles=handles, loc="upper center", ncol=min(
         len(handles), 6), bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.suptitle("Evaluation return: mean over seeds; shaded: 95% "

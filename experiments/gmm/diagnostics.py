@@ -219,23 +219,27 @@ def mark_probes(ax) -> None:
 
 def direction_panel(ax, d: Directions) -> None:
     """Seed 0: each probe's critic density (line) and the policy's
-    direction histogram (filled), both per radian."""
+    direction histogram (filled), both per radian, each probe scaled to its
+    own peak (so that one sharp probe does not flatten the others)."""
     width = 2 * np.pi / d.angles.size
     edges = np.concatenate([d.angles - width / 2, [np.pi]])
     for i, name in enumerate(PROBES):
         color = COLORS[name]
         hist = dd.direction_histogram(jnp.asarray(d.sampled[0, i:i + 1]),
                                       d.angles.size)
-        ax.stairs(np.asarray(hist[0]) / width, edges, color=color,
-                  alpha=0.35, fill=True)
-        ax.plot(d.angles, d.density[0, i], color=color, lw=2,
+        hist = np.asarray(hist[0]) / width
+        density = np.asarray(d.density[0, i])
+        peak = max(float(np.max(hist)), float(np.max(density)), 1e-12)
+        ax.stairs(hist / peak, edges, color=color, alpha=0.35, fill=True)
+        ax.plot(d.angles, density / peak, color=color, lw=2,
                 label=f"{name}: TV {d.tv[0, i]:.2f} "
-                      f"(floor {d.tv_floor[0, i]:.2f})")
+                      f"(floor {d.tv_floor[0, i]:.2f}), peak {peak:.2g}/rad")
     ax.set_xlim(-np.pi, np.pi)
     ax.set_xticks(np.linspace(-np.pi, np.pi, 5),
                   ["-180", "-90", "0", "90", "180"])
     ax.set_xlabel("direction θ (degrees)")
-    ax.set_ylabel("density per radian")
+    ax.set_ylabel("density per radian / the probe's peak")
+    ax.set_ylim(0, 1.25)  # Room for the legend above the curves.
     ax.yaxis.set_label_position("right")  # Clear of a colorbar on the left.
     ax.yaxis.tick_right()
     ax.legend(fontsize=8, loc="upper left")
