@@ -21,8 +21,12 @@ A damaged newest checkpoint is reported in one line, renamed
 `<step>.damaged` and the run resumes from the newest intact one; when none
 is intact the binary prints one line and exits with 1, touching none.
 
-Outputs under `--workdir`: config.json, metrics.jsonl (train and eval rows),
-tensorboard/, learning_curve.png and checkpoints/.
+Outputs under `--workdir`: config.json (with the run's provenance and
+restarts), metrics.jsonl (train and eval rows), tensorboard/,
+learning_curve.png and checkpoints/. One process at a time holds a
+workdir (a second is refused in one line); `--wandb` also logs to Weights
+& Biases. The loop itself is the library's `dqs_jax.training.train`; this
+binary turns flags (and `--config` files) into its `RunSettings`.
 
 `--num_seeds=N` trains seeds `--seed`, ..., `--seed + N - 1` in one process:
 N host environments stepped in lockstep and one vmapped `act` / `update` over
