@@ -96,19 +96,12 @@ _MATMUL_PRECISION = flags.DEFINE_enum(
     "JAX's default float32 matmul precision: on recent NVIDIA GPUs "
     "'default' lets XLA use TF32 for float32 matmuls, 'highest' keeps full "
     "float32 (docs/gpu.md); no effect on CPU. Recorded in config.json.")
-_WANDB = flags.DEFINE_boolean(
-    "wandb", False, "Also log to Weights & Biases: the config, every "
-    "metrics row and the learning curve; a resumed run continues its W&B "
-    "run (WANDB_MODE=offline: no network, `wandb sync` later).")
-_WANDB_PROJECT = flags.DEFINE_string("wandb_project", "dqs-jax",
-                                     "W&B project (with --wandb).")
-_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None,
-                                    "W&B entity (with --wandb).")
-_WANDB_GROUP = flags.DEFINE_string("wandb_group", None,
-                                   "W&B group, e.g. a sweep (with --wandb).")
-_WANDB_NAME = flags.DEFINE_string(
-    "wandb_name", None, "W&B run name (with --wandb; default "
-    "<agent>_<env>_seed<seed>).")
+_WANDB = config_flags.WandbFlags(
+    "Also log to Weights & Biases: the config, every metrics row and the "
+    "learning curve; a resumed run continues its W&B run "
+    "(WANDB_MODE=offline: no network, `wandb sync` later).",
+    "W&B group, e.g. a sweep (with --wandb).",
+    "W&B run name (with --wandb; default <agent>_<env>_seed<seed>).")
 
 _CONFIG = ml_config_flags.DEFINE_config_file(
     "config", None, "An experiment config file, e.g. "
@@ -169,17 +162,10 @@ def settings_from_flags() -> training.RunSettings:
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{agent}_{value['env'].replace(':', '_')}_seed"
         f"{value['seed']}")
-    wandb_flags = (_WANDB_PROJECT, _WANDB_ENTITY, _WANDB_GROUP, _WANDB_NAME)
-    if not _WANDB.value and any(flag.present for flag in wandb_flags):
-        raise ValueError("--wandb_project, --wandb_entity, --wandb_group and "
-                         "--wandb_name need --wandb.")
-    tracking = (training.WandbSettings(
-        project=_WANDB_PROJECT.value, entity=_WANDB_ENTITY.value,
-        group=_WANDB_GROUP.value, name=_WANDB_NAME.value)
-                if _WANDB.value else None)
     settings = training.RunSettings(
         agent=agent, workdir=workdir, overwrite=_OVERWRITE.value,
-        agent_config=spec.make_config(**overrides), wandb=tracking, **value)
+        agent_config=spec.make_config(**overrides), wandb=_WANDB.settings(),
+        **value)
     settings.validate()
     return settings
 

@@ -246,10 +246,10 @@ class OnPolicyLearner(_Learner):
             env_step: int) -> Tuple[np.ndarray, PolicyStep]:
         """The env actions `[N, d]` and what the rollout keeps of them."""
         del env_step
-        if self.stacked:
-            actions, policy_steps = self._explore(states, observations, keys)
-            return np.asarray(actions, np.float32), _host(policy_steps)
-        actions, policy_steps = self._explore(states, observations, keys[0])
+        # Unstacked, `spec.explore` itself: observations `[1, o]` are its
+        # batch, and it takes seed 0's key.
+        actions, policy_steps = self._explore(
+            states, observations, keys if self.stacked else keys[0])
         return np.asarray(actions, np.float32), _host(policy_steps)
 
     def observe(self, states: Any, transitions: Batch, dones: np.ndarray,

@@ -81,30 +81,27 @@ class Run:
         self.start_session()
 
     def _open_outputs(self, resume_step: Optional[int]) -> List[Outputs]:
+        """Each seed's outputs: the workdir for one seed, `seed_<i>/` (with
+        that seed's config.json) for N."""
         s = self.settings
         flat = s.flat_config()
-        if s.num_seeds == 1:
-            folders = [(self.workdir, f"{s.agent} on {s.env}, seed {s.seed}",
-                        flat)]
-        else:
-            folders = []
-            for i, seed in enumerate(self.seeds):
-                folder = seed_dir(self.workdir, i)
-                os.makedirs(folder, exist_ok=True)
-                seed_flat = dict(flat, seed=seed, num_seeds=1)
-                files.write_json(os.path.join(folder, "config.json"), {
-                    "flat_config": seed_flat, "seed_index": i,
-                    "parent": self.workdir})
-                folders.append((folder, f"{s.agent} on {s.env}, seed {seed}",
-                                seed_flat))
         outputs = []
-        for folder, title, config in folders:
+        for i, seed in enumerate(self.seeds):
+            folder, config = self.workdir, flat
+            if s.num_seeds > 1:
+                folder, config = (seed_dir(self.workdir, i),
+                                  dict(flat, seed=seed, num_seeds=1))
+                os.makedirs(folder, exist_ok=True)
+                files.write_json(os.path.join(folder, "config.json"), {
+                    "flat_config": config, "seed_index": i,
+                    "parent": self.workdir})
             tracker = None
             if s.wandb is not None:
                 tracker = tracking.WandbTracker(
-                    s.wandb, folder, title.replace(" on ", "_").replace(
-                        ", seed ", "_seed"), dict(config, workdir=folder))
-            outputs.append(Outputs(folder, title, resume_step, tracker))
+                    s.wandb, folder, f"{s.agent}_{s.env}_seed{seed}",
+                    dict(config, workdir=folder))
+            outputs.append(Outputs(folder, f"{s.agent} on {s.env}, seed "
+                                   f"{seed}", resume_step, tracker))
         return outputs
 
     def start_session(self) -> None:

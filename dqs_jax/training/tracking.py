@@ -19,7 +19,8 @@ ID_FILE = "wandb_id"
 
 @dataclasses.dataclass(frozen=True)
 class WandbSettings:
-    """Where a run's W&B run goes; `name` defaults to the outputs title."""
+    """Where a run's W&B run goes; `name` defaults to
+    `<agent>_<env>_seed<seed>`."""
 
     project: str = "dqs-jax"
     entity: Optional[str] = None
@@ -30,8 +31,9 @@ class WandbSettings:
 class WandbTracker:
     """The W&B run of one outputs folder."""
 
-    def __init__(self, settings: WandbSettings, folder: str, title: str,
+    def __init__(self, settings: WandbSettings, folder: str, name: str,
                  config: Dict[str, Any]):
+        """`name`: the W&B run's name unless `settings.name` is set."""
         import wandb
         self._wandb = wandb
         id_path = os.path.join(folder, ID_FILE)
@@ -44,7 +46,7 @@ class WandbTracker:
                 f.write(run_id)
         self.run = wandb.init(
             project=settings.project, entity=settings.entity,
-            group=settings.group, name=settings.name or title, id=run_id,
+            group=settings.group, name=settings.name or name, id=run_id,
             resume="allow", dir=folder, config=config, reinit="create_new")
 
     def log_row(self, row: Dict[str, Any]) -> None:

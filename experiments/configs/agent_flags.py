@@ -4,12 +4,15 @@ Every field of every registered agent's config becomes a flag whose default
 is None ("the agent's own default"), so that agents with different defaults
 for the same field (e.g. `critic_lr`) share one flag. The help text of a
 flag is that of the first class that has the field: a binary lists the
-agent it runs first, so that `--help` shows that agent's defaults.
+agent it runs first, so that `--help` shows that agent's defaults. The
+same holds for any settings dataclass (`PresetFlags`: the GMM and maze
+settings with their presets). `WandbFlags`: the `--wandb*` flags of the
+binaries that train.
 """
 
 import dataclasses
 import typing
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Optional
 
 from absl import flags
 
@@ -152,3 +155,35 @@ class PresetFlags:
                 if self.config.value is None
                 else self._loader.plain(self.config.value.to_dict()))
         return base, config_overrides(self.cls, self.fields)
+
+
+class WandbFlags:
+    """`--wandb` and its `--wandb_project`, `--wandb_entity`,
+    `--wandb_group` (and, with `name_help`, `--wandb_name`) flags."""
+
+    def __init__(self, wandb_help: str, group_help: str,
+                 name_help: Optional[str] = None):
+        from dqs_jax.training import WandbSettings
+        defaults = WandbSettings()
+        self.enabled = flags.DEFINE_boolean("wandb", False, wandb_help)
+        self.fields = {
+            "project": flags.DEFINE_string(
+                "wandb_project", defaults.project,
+                "W&B project (with --wandb)."),
+            "entity": flags.DEFINE_string("wandb_entity", None,
+                                          "W&B entity (with --wandb)."),
+            "group": flags.DEFINE_string("wandb_group", None, group_help)}
+        if name_help is not None:
+            self.fields["name"] = flags.DEFINE_string("wandb_name", None,
+                                                      name_help)
+
+    def settings(self):
+        """`training.WandbSettings` of the flags, or None without --wandb;
+        ValueError for a --wandb_* flag given without --wandb."""
+        from dqs_jax.training import WandbSettings
+        if not self.enabled.value:
+            given = [f.name for f in self.fields.values() if f.present]
+            if given:
+                raise ValueError(f"--{given[0]} needs --wandb.")
+            return None
+        return WandbSettings(**{k: f.value for k, f in self.fields.items()})

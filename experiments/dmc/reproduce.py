@@ -36,7 +36,7 @@ from typing import Dict, List
 from absl import app, flags
 
 from dqs_jax.training import files, lock
-from experiments.configs import loader
+from experiments.configs import agent_flags, loader
 from experiments.dmc import launch, sweep
 
 _PRESET = flags.DEFINE_string(
@@ -63,16 +63,10 @@ _LAUNCHER = flags.DEFINE_enum(
 _WAIT = flags.DEFINE_boolean(
     "wait", False, "--launcher=slurm: wait for the jobs and print the table "
     "(the other launchers always wait).")
-_WANDB = flags.DEFINE_boolean(
-    "wandb", False, "Every run logs to Weights & Biases (experiments.train "
-    "--wandb), one W&B run per run, grouped by sweep.")
-_WANDB_PROJECT = flags.DEFINE_string("wandb_project", "dqs-jax",
-                                     "W&B project (with --wandb).")
-_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None,
-                                    "W&B entity (with --wandb).")
-_WANDB_GROUP = flags.DEFINE_string(
-    "wandb_group", None, "W&B group (with --wandb; default: the sweep "
-    "folder's name).")
+_WANDB = agent_flags.WandbFlags(
+    "Every run logs to Weights & Biases (experiments.train --wandb), one "
+    "W&B run per run, grouped by sweep.",
+    "W&B group (with --wandb; default: the sweep folder's name).")
 _DEFAULT_CLUSTER = launch.ClusterSettings()
 _CLUSTER_FLAGS = {
     "partition": flags.DEFINE_string("partition", None, "SLURM partition."),
@@ -131,21 +125,20 @@ def cluster_settings() -> launch.ClusterSettings:
 def add_wandb_flags(runs: List[Dict]) -> None:
     """With --wandb, each run's command logs to W&B: group = the sweep, run
     name = `<agent>_<env>_seed<seed>`."""
-    given = [f for f in (_WANDB_PROJECT, _WANDB_ENTITY, _WANDB_GROUP)
-             if f.present]
-    if not _WANDB.value:
-        if given:
-            raise app.UsageError(f"--{given[0].name} needs --wandb.")
+    try:
+        tracking = _WANDB.settings()
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if tracking is None:
         return
-    group = _WANDB_GROUP.value or os.path.basename(
-        os.path.abspath(_WORKDIR.value))
+    group = tracking.group or os.path.basename(os.path.abspath(_WORKDIR.value))
     for run in runs:
-        run["cmd"] += ["--wandb", f"--wandb_project={_WANDB_PROJECT.value}",
+        run["cmd"] += ["--wandb", f"--wandb_project={tracking.project}",
                        f"--wandb_group={group}",
                        f"--wandb_name={run['agent']}_{run['env']}_seed"
                        f"{run['seed']}"]
-        if _WANDB_ENTITY.value:
-            run["cmd"].append(f"--wandb_entity={_WANDB_ENTITY.value}")
+        if tracking.entity:
+            run["cmd"].append(f"--wandb_entity={tracking.entity}")
 
 
 def _runs_to_launch(runs: List[Dict], max_steps: int) -> List[Dict]:
