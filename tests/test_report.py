@@ -178,8 +178,39 @@ def test_report_end_to_end(fake_sweep, tmp_path):
         dqs["iqm_upper"])
     assert float(dqs["paper_mean"]) == pytest.approx((492.61 + 547.39) / 2000)
     assert agg[("250000", "sac")]["short_cells"] == "dmc:walker-run at 150k"
+    # Per seed: 400, 410, 420 at 100k; sac walker-run seed 2 at 150k.
+    assert "| dmc:cheetah-run | dqs | 400.0 | 410.0 | 420.0 |" in md
+    assert "| dmc:walker-run | dqs | 450.0 | 460.0 | – |" in md
+    with open(out / "per_seed.csv") as f:
+        seeds = [r for r in csv.DictReader(f) if r["agent"] == "sac"
+                 and r["task"] == "dmc:walker-run"
+                 and r["target_step"] == "250000"]
+    assert [(r["seed"], r["step"], float(r["return"])) for r in seeds] == [
+        ("0", "150000", 250.0), ("1", "150000", 260.0),
+        ("2", "150000", 270.0)]
+    # Ordering: ours and the paper's; the margin 410 - 260 with its CI.
+    line = next(x for x in md.splitlines() if x.startswith(
+        "| dmc:cheetah-run | dqs (410.0) > sac (260.0) |"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[3] == "dqs (492.6) > sac (216.9)" and cells[4] == "yes"
+    point, interval = cells[5].split(" [")
+    lower, upper = map(float, interval.rstrip("]").split(", "))
+    assert float(point) == 150.0 and 130.0 <= lower < 150.0 < upper <= 170.0
+    # Wall times: 10 s per eval row; 5 rows per full run, sac walker-run
+    # seed 2 has 3: (50 + 50 + 30) / 3 s.
+    assert "| dmc:cheetah-run | 0.8 ± 0.0 | 0.8 ± 0.0 |" in md
+    assert f"| dmc:walker-run | 0.8 ± 0.0 | {130 / 180:.1f} ± " in md
     for name in ("learning_curves.png", "performance_profile.png"):
         assert os.path.getsize(out / name) > 10_000
+
+
+def test_default_steps_stop_at_the_sweeps_length(fake_sweep):
+    sweep = sr.load_sweep(str(fake_sweep))
+    assert sr.default_targets(sweep) == [100000, 250000]
+    for max_steps, expected in ((100000, [100000]), (30000, [30000]),
+                                (None, [100000, 250000])):
+        sweep.config = {} if max_steps is None else {"max_steps": max_steps}
+        assert sr.default_targets(sweep) == expected
 
 
 def test_missing_or_empty_sweep_is_a_one_line_error(tmp_path):

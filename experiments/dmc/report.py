@@ -8,6 +8,10 @@ sweep folder):
   report.md, report.csv   per task and agent, the evaluation return mean ±
                           std over seeds at each of `--steps` (the paper's
                           Tables 1-2 layout), beside the paper's numbers;
+                          in report.md also per-seed returns, each task's
+                          ordering of agents beside the paper's, and wall
+                          times;
+  per_seed.csv            every seed's return at each of `--steps`;
   aggregates.csv          per agent, mean and IQM of normalised scores with
                           stratified-bootstrap 95% CIs (also in report.md);
   learning_curves.png, performance_profile.png.
@@ -21,8 +25,9 @@ from experiments.dmc import report_writer
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep folder to report on.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: --sweep).")
-_STEPS = flags.DEFINE_list("steps", ["100000", "250000"],
-                           "Env steps of the tables and aggregates.")
+_STEPS = flags.DEFINE_list(
+    "steps", None, "Env steps of the tables and aggregates (default: the "
+    "paper's 100k and 250k, those up to the sweep's max_steps).")
 _BOOTSTRAP_SAMPLES = flags.DEFINE_integer(
     "bootstrap_samples", 2000, "Stratified bootstrap resamples per CI.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the bootstrap resampling.")
@@ -34,7 +39,7 @@ def main(argv):
     if not _SWEEP.value:
         raise SystemExit("report: --sweep is required.")
     try:
-        targets = [int(s) for s in _STEPS.value]
+        targets = [int(s) for s in _STEPS.value or []]
     except ValueError:
         raise SystemExit(f"report: --steps must be integers, got "
                          f"{_STEPS.value}.") from None

@@ -5,12 +5,13 @@
 
 import csv
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from experiments.dmc import stats as rl_stats
 from experiments.dmc import report_plots
+from experiments.dmc import report_runs
 from experiments.dmc import sweep_results as sr
 
 CONFIDENCE = report_plots.CONFIDENCE  # of every interval in the report
@@ -148,6 +149,21 @@ def markdown(sweep: sr.Sweep, paper, targets, agg_rows, num_samples,
              "best*: its best agent at that step.", ""]
     for target in targets:
         lines += return_table(sweep, paper, target)
+    lines += ["## Per seed", "",
+              "The evaluation return of each seed (10-episode mean of the "
+              "deterministic policy, the values behind the table above).",
+              ""]
+    for target in targets:
+        lines += report_runs.per_seed_table(sweep, target)
+    lines += ["## Ordering", "",
+              "Per task, the agents by mean return over seeds, beside the "
+              "paper's order of the same agents, and our leader's margin "
+              "over our runner-up with a 95% percentile bootstrap CI "
+              f"({num_samples} resamples, seeds drawn with replacement per "
+              "agent): a CI that excludes 0 separates the two.", ""]
+    for target in targets:
+        lines += report_runs.ordering_table(sweep, paper, target,
+                                            num_samples, seed, CONFIDENCE)
     lines += ["## Aggregates", "",
               "Over the DMC tasks each agent has data for: mean (over tasks "
               "of the mean over seeds) and IQM (interquartile mean of all "
@@ -165,6 +181,7 @@ def markdown(sweep: sr.Sweep, paper, targets, agg_rows, num_samples,
               "steps, 95% bootstrap CI over seeds; × the paper's numbers.",
               "- `performance_profile.png`: fraction of runs with normalised "
               "score > tau, 95% stratified-bootstrap CI bands.", ""]
+    lines += report_runs.wall_time_table(sweep)
     if sweep.missing:
         lines += ["## Missing runs", ""] + [f"- {m}" for m in sweep.missing]
         lines.append("")
@@ -181,19 +198,23 @@ def write_csv(path: str, rows: List[Dict]) -> None:
                              for k, v in row.items()})
 
 
-def write_report(sweep_dir: str, out_dir: str, targets: Sequence[int],
+def write_report(sweep_dir: str, out_dir: str,
+                 targets: Optional[Sequence[int]] = None,
                  num_samples: int = 2000, seed: int = 0) -> List[str]:
-    """Writes every output of the report; returns their paths."""
+    """Writes every output of the report; returns their paths. `targets`
+    (env steps of the tables) default to `sr.default_targets`."""
     sweep = sr.load_sweep(sweep_dir)
     paper = sr.paper_results()
+    targets = sorted(set(targets or sr.default_targets(sweep)))
     os.makedirs(out_dir, exist_ok=True)
     agg_rows = aggregates(sweep, paper, targets, num_samples, seed)
     paths = [os.path.join(out_dir, name) for name in (
-        "report.md", "report.csv", "aggregates.csv")]
+        "report.md", "report.csv", "aggregates.csv", "per_seed.csv")]
     with open(paths[0], "w") as f:
         f.write(markdown(sweep, paper, targets, agg_rows, num_samples, seed))
     write_csv(paths[1], csv_rows(sweep, paper, targets))
     write_csv(paths[2], agg_rows)
+    write_csv(paths[3], report_runs.per_seed_rows(sweep, targets))
     paths.append(report_plots.learning_curves(
         sweep, paper, targets, os.path.join(out_dir, "learning_curves.png"),
         num_samples, seed))
@@ -203,13 +224,12 @@ def write_report(sweep_dir: str, out_dir: str, targets: Sequence[int],
     return paths
 
 
-def run(sweep_dir: str, out_dir: str, targets: Sequence[int],
+def run(sweep_dir: str, out_dir: str, targets: Optional[Sequence[int]],
         num_samples: int, seed: int) -> List[str]:
     """`write_report`, with a one-line `SystemExit` for bad input."""
-    if not targets or num_samples < 1:
-        raise SystemExit("report: need --steps and --bootstrap_samples >= 1.")
+    if num_samples < 1:
+        raise SystemExit("report: need --bootstrap_samples >= 1.")
     try:
-        return write_report(sweep_dir, out_dir, sorted(set(targets)),
-                            num_samples, seed)
+        return write_report(sweep_dir, out_dir, targets, num_samples, seed)
     except sr.SweepError as e:
         raise SystemExit(f"report: {e}") from None

@@ -23,6 +23,7 @@ PAPER_SOURCE = ('Jain, Akhound-Sadegh & Ravanbakhsh, "Sampling from '
 # Return scale per env family for normalised scores (DMC returns are in
 # [0, 1000]); tasks of other families are left out of the aggregates.
 NORMALISERS = {"dmc": 1000.0}
+PAPER_STEPS = (100_000, 250_000)  # the env steps of the paper's Tables 1-2
 
 Curve = Tuple[np.ndarray, np.ndarray]  # (eval steps [E], eval returns [E])
 
@@ -45,6 +46,10 @@ class Sweep:
     curves: Dict[Tuple[str, str], Dict[str, Curve]]
     missing: List[str]            # expected or found runs without eval rows
     config: Dict
+    # wall_times[(agent, task)][seed]: the run's training wall-clock seconds
+    # so far (all its sessions), from its last metrics row.
+    wall_times: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(
+        default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -72,13 +77,21 @@ def env_id(folder: str, tasks: List[str]) -> str:
 def read_curve(path: str) -> Optional[Curve]:
     """Eval `(steps, returns)` of a metrics.jsonl, sorted by step (the last
     row of a repeated step wins); None without eval rows."""
+    return read_run(path)[0]
+
+
+def read_run(path: str) -> Tuple[Optional[Curve], Optional[float]]:
+    """`(read_curve(path), wall seconds)`: the wall time is the largest
+    `wall_time` of the log's rows (None without one)."""
+    rows = list(files.MetricsLog(path).rows())
     by_step = {int(r["step"]): float(r["eval_return_mean"])
-               for r in files.MetricsLog(path).rows()
-               if r.get("kind") == "eval"}
+               for r in rows if r.get("kind") == "eval"}
+    walls = [float(r["wall_time"]) for r in rows if "wall_time" in r]
+    wall = max(walls) if walls else None
     if not by_step:
-        return None
+        return None, wall
     steps = np.array(sorted(by_step))
-    return steps, np.array([by_step[s] for s in steps])
+    return (steps, np.array([by_step[s] for s in steps])), wall
 
 
 def _ordered(preferred: List[str], found) -> List[str]:
@@ -95,6 +108,7 @@ def load_sweep(path: str) -> Sweep:
         config_path) else {}
     tasks_cfg = [str(t) for t in config.get("tasks", [])]
     curves: Dict[Tuple[str, str], Dict[str, Curve]] = {}
+    wall_times: Dict[Tuple[str, str], Dict[str, float]] = {}
     found_runs, missing = set(), []
     for agent in sorted(os.listdir(path)):
         agent_dir = os.path.join(path, agent)
@@ -107,8 +121,10 @@ def load_sweep(path: str) -> Sweep:
             for seed_dir in seeds:
                 task, seed = env_id(folder, tasks_cfg), seed_dir[len("seed_"):]
                 found_runs.add((agent, task, seed))
-                curve = read_curve(os.path.join(env_dir, seed_dir,
-                                                "metrics.jsonl"))
+                curve, wall = read_run(os.path.join(env_dir, seed_dir,
+                                                    "metrics.jsonl"))
+                if wall is not None:
+                    wall_times.setdefault((agent, task), {})[seed] = wall
                 if curve is None:
                     missing.append(
                         f"{agent}/{folder}/{seed_dir} (no eval rows)")
@@ -128,7 +144,8 @@ def load_sweep(path: str) -> Sweep:
                 if (agent, task, seed) not in found_runs:
                     missing.append(f"{agent}/{task.replace(':', '_')}/"
                                    f"seed_{seed} (not started)")
-    return Sweep(path, agents, tasks, seeds, curves, missing, config)
+    return Sweep(path, agents, tasks, seeds, curves, missing, config,
+                 wall_times)
 
 
 def _seed_key(seed: str):
@@ -191,6 +208,16 @@ def paper_results() -> Dict[Tuple[str, str, int], float]:
                          "task,agent,step,return,source.")
     return {("dmc:" + r["task"], r["agent"], int(r["step"])):
             float(r["return"]) for r in rows}
+
+
+def default_targets(sweep: Sweep) -> List[int]:
+    """The paper's table steps (100k, 250k) up to the sweep's `max_steps`
+    (sweep.json); `[max_steps]` if it is below both; both without one."""
+    max_steps = sweep.config.get("max_steps")
+    if max_steps is None:
+        return list(PAPER_STEPS)
+    return [s for s in PAPER_STEPS if s <= int(max_steps)] or [
+        int(max_steps)]
 
 
 def describe(sweep: Sweep) -> str:
