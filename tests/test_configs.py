@@ -45,6 +45,8 @@ def test_gmm_presets_are_files_of_the_settings_dataclass():
         GMMSettings(seed_steps=-1)
     with pytest.raises(ValueError, match="dqs_energy_action"):
         GMMSettings(dqs_energy_action="none")
+    with pytest.raises(ValueError, match="--discount"):
+        GMMSettings(discount=1.0)
 
 
 def test_maze_presets_are_files_of_the_settings_dataclass(monkeypatch):

@@ -27,7 +27,8 @@ def test_gmm_experiment_small_run(tmp_path):
          "--num_rollouts=100", "--hidden_dim=32", "--num_mc_samples=8",
          "--num_sampling_steps=5", "--dqs_temperature_anneal_steps=300",
          "--dqs_final_temperature=3", "--dqs_energy_action=clip",
-         "--observation_scale=0.02", "--curve", f"--workdir={tmp_path}"],
+         "--observation_scale=0.02", "--discount=0.9", "--curve",
+         f"--workdir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.load(open(tmp_path / "results.json"))
@@ -57,6 +58,8 @@ def test_gmm_experiment_small_run(tmp_path):
     # Annealed 30 -> 3 over the 300 updates: at 3 when the diagnostic runs.
     assert results["agent_configs"]["dqs"]["temperature_anneal_steps"] == 300
     assert results["agent_configs"]["dqs"]["energy_action"] == "clip"
+    assert [results["agent_configs"][m]["discount"] for m in (
+        "dqs", "sac")] == [0.9, 0.9]
     directions = results["direction_diagnostic"]
     assert directions["temperature"] == [3.0, 3.0]
     assert set(directions["states"]) == set(gmm_diagnostics.PROBES)

@@ -93,14 +93,16 @@ def settings() -> dict:
 
 
 def agent_config(method: str, s: dict):
-    """`method`'s config: its defaults, the preset's widths, DQS's K and
-    temperature (constant, or annealed when `dqs_temperature_anneal_steps >
-    0`), the on-policy rollout length."""
+    """`method`'s config: its defaults, the preset's widths and discount,
+    DQS's K and temperature (constant, or annealed when
+    `dqs_temperature_anneal_steps > 0`), the on-policy rollout length."""
     spec = agents.get_agent(method)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     hidden = (s["hidden_dim"],) * 2
     overrides = {k: hidden for k in ("hidden_dims", "critic_hidden_dims")
                  if k in fields}
+    if "discount" in fields:
+        overrides["discount"] = s["discount"]
     if method == "dqs":
         anneal = s["dqs_temperature_anneal_steps"]
         overrides.update(num_mc_samples=s["num_mc_samples"],

@@ -35,6 +35,7 @@ class GMMSettings:
     rollout_length: int = 1_000  # On-policy agents' rollout.
     observation_scale: float = 1.0  # The networks see position x this.
     dqs_energy_action: str = "clip"
+    discount: float = 0.99  # Every method's discount factor gamma.
 
     def __post_init__(self):
         for name in ("num_steps", "batch_size", "replay_size", "hidden_dim",
@@ -48,6 +49,9 @@ class GMMSettings:
         if self.dqs_temperature <= 0 or self.dqs_final_temperature <= 0:
             raise ValueError("--dqs_temperature and --dqs_final_temperature "
                              "must be > 0.")
+        if not 0 <= self.discount < 1:
+            raise ValueError(f"--discount must be in [0, 1), got "
+                             f"{self.discount}.")
         if not self.observation_scale > 0:
             raise ValueError("--observation_scale must be > 0.")
         if self.dqs_temperature_anneal_steps < 0:
