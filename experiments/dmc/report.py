@@ -9,9 +9,9 @@ sweep folder):
                           std over seeds at each of `--steps` (the paper's
                           Tables 1-2 layout), beside the paper's numbers;
                           in report.md also per-seed returns, each task's
-                          ordering of agents beside the paper's, and wall
-                          times;
+                          ordering of agents beside the paper's;
   per_seed.csv            every seed's return at each of `--steps`;
+  wall_times.csv          each run's training wall time;
   aggregates.csv          per agent, mean and IQM of normalised scores with
                           stratified-bootstrap 95% CIs (also in report.md);
   learning_curves.png, performance_profile.png.

@@ -1,7 +1,7 @@
 """The report's per-run views of a sweep: per-seed returns, each task's
 ordering of agents beside the paper's, and wall times."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -101,30 +101,10 @@ def ordering_table(sweep: sr.Sweep, paper, target: int, num_samples: int,
     return lines + [""]
 
 
-def _minutes(seconds: Optional[List[float]]) -> str:
-    if not seconds:
-        return "–"
-    mean = np.mean(seconds) / 60.0
-    return f"{mean:.1f}" + (f" ± {np.std(seconds, ddof=1) / 60.0:.1f}"
-                            if len(seconds) > 1 else "")
-
-
-def wall_time_table(sweep: sr.Sweep) -> List[str]:
-    """Markdown lines: training wall minutes per run, mean ± std over seeds
-    (per task and agent), and their sum over every run."""
-    if not sweep.wall_times:
-        return []
-    lines = ["## Wall time", "",
-             "Training wall-clock minutes per run (all its sessions, "
-             "evaluations included), mean ± std over seeds; runs that "
-             "shared the machine (`--jobs`) ran slower than alone.", "",
-             "| task | " + " | ".join(sweep.agents) + " |",
-             "|---" * (1 + len(sweep.agents)) + "|"]
-    for task in sweep.tasks:
-        row = [task] + [_minutes(list(sweep.wall_times.get(
-            (a, task), {}).values())) for a in sweep.agents]
-        lines.append("| " + " | ".join(row) + " |")
-    total = sum(sum(runs.values()) for runs in sweep.wall_times.values())
-    lines += ["", f"Sum over the {sum(map(len, sweep.wall_times.values()))} "
-              f"runs: {total / 3600.0:.2f} run-hours.", ""]
-    return lines
+def wall_time_rows(sweep: sr.Sweep) -> List[Dict]:
+    """wall_times.csv: per run, `agent, task, seed, wall_minutes` (training
+    wall-clock time over all its sessions, evaluations included)."""
+    return [{"agent": agent, "task": task, "seed": seed,
+             "wall_minutes": seconds / 60.0}
+            for (agent, task), runs in sorted(sweep.wall_times.items())
+            for seed, seconds in runs.items()]

@@ -181,7 +181,10 @@ def markdown(sweep: sr.Sweep, paper, targets, agg_rows, num_samples,
               "steps, 95% bootstrap CI over seeds; × the paper's numbers.",
               "- `performance_profile.png`: fraction of runs with normalised "
               "score > tau, 95% stratified-bootstrap CI bands.", ""]
-    lines += report_runs.wall_time_table(sweep)
+    if sweep.wall_times:
+        lines += ["Each run's training wall time: `wall_times.csv` (not "
+                  "here, so that a rerun of the same sweep reproduces this "
+                  "file exactly).", ""]
     if sweep.missing:
         lines += ["## Missing runs", ""] + [f"- {m}" for m in sweep.missing]
         lines.append("")
@@ -209,12 +212,14 @@ def write_report(sweep_dir: str, out_dir: str,
     os.makedirs(out_dir, exist_ok=True)
     agg_rows = aggregates(sweep, paper, targets, num_samples, seed)
     paths = [os.path.join(out_dir, name) for name in (
-        "report.md", "report.csv", "aggregates.csv", "per_seed.csv")]
+        "report.md", "report.csv", "aggregates.csv", "per_seed.csv",
+        "wall_times.csv")]
     with open(paths[0], "w") as f:
         f.write(markdown(sweep, paper, targets, agg_rows, num_samples, seed))
     write_csv(paths[1], csv_rows(sweep, paper, targets))
     write_csv(paths[2], agg_rows)
     write_csv(paths[3], report_runs.per_seed_rows(sweep, targets))
+    write_csv(paths[4], report_runs.wall_time_rows(sweep))
     paths.append(report_plots.learning_curves(
         sweep, paper, targets, os.path.join(out_dir, "learning_curves.png"),
         num_samples, seed))
