@@ -181,6 +181,7 @@ def test_report_end_to_end(fake_sweep, tmp_path):
     # Per seed: 400, 410, 420 at 100k; sac walker-run seed 2 at 150k.
     assert "| dmc:cheetah-run | dqs | 400.0 | 410.0 | 420.0 |" in md
     assert "| dmc:walker-run | dqs | 450.0 | 460.0 | – |" in md
+    assert "| dmc:walker-run | sac (at 150k) | 250.0 | 260.0 | 270.0 |" in md
     with open(out / "per_seed.csv") as f:
         seeds = [r for r in csv.DictReader(f) if r["agent"] == "sac"
                  and r["task"] == "dmc:walker-run"

@@ -9,31 +9,22 @@ from experiments.dmc import stats as rl_stats
 from experiments.dmc import sweep_results as sr
 
 
-def seed_cells(sweep: sr.Sweep, target: int
-               ) -> Dict[tuple, Dict[str, float]]:
-    """`{(agent, task): {seed: return}}` at `target` (at the cell's step, as
-    in the returns table); (agent, task) pairs without a cell are left out."""
-    out = {}
-    for (agent, task), runs in sweep.curves.items():
-        c = sr.cell(runs, target)
-        if c is not None:
-            out[(agent, task)] = dict(zip(runs, c.values.tolist()))
-    return out
-
-
 def per_seed_table(sweep: sr.Sweep, target: int) -> List[str]:
-    """Markdown lines: one row per task and agent, one column per seed."""
-    cells = seed_cells(sweep, target)
+    """Markdown lines: one row per task and agent, one column per seed (at
+    the cell's step, as in the returns table, marked when short)."""
     lines = [f"### Per-seed returns at {sr.format_step(target)} env steps",
              "", "| task | agent | " + " | ".join(
                  f"seed {s}" for s in sweep.seeds) + " |",
              "|---" * (2 + len(sweep.seeds)) + "|"]
     for task in sweep.tasks:
         for agent in sweep.agents:
-            values = cells.get((agent, task))
-            if values is None:
+            runs = sweep.curves.get((agent, task))
+            c = sr.cell(runs, target) if runs else None
+            if c is None:
                 continue
-            row = [task, agent] + [
+            values = dict(zip(runs, c.values.tolist()))
+            mark = "" if c.at_target else f" (at {sr.format_step(c.step)})"
+            row = [task, agent + mark] + [
                 "–" if s not in values else f"{values[s]:.1f}"
                 for s in sweep.seeds]
             lines.append("| " + " | ".join(row) + " |")
