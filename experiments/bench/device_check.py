@@ -31,7 +31,8 @@ from absl import app, flags
 _OUT = flags.DEFINE_string("out", "results/device", "Output folder.")
 _TINY = flags.DEFINE_boolean("tiny", False, "Tiny sizes (a CPU smoke run).")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 20_000,
-                                  "Env steps of the DQS loop (paper config).")
+                                  "Env steps of the DQS loop (paper config); "
+                                  "the multi-seed loop runs min(1000, this).")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5,
                                   "Seeds of the multi-seed loop.")
 _MATMUL_PRECISION = flags.DEFINE_enum(
@@ -56,7 +57,7 @@ def sizes(tiny: bool) -> Dict[str, Any]:
     return dict(hidden=256, batch=256, ks=(32, 100, 1000), loop_k=1000,
                 sampling_steps=20, matmul=4096, repeats=10,
                 env_steps=_ENV_STEPS.value, seed_steps=1_000,
-                seeds_steps=1_000)
+                seeds_steps=min(1_000, _ENV_STEPS.value))
 
 
 def device_info() -> Dict[str, Any]:
