@@ -272,7 +272,7 @@ def test_committed_cpu_report_regenerates_from_its_logs(tmp_path):
     """results/dmc_cpu/ (docs/results/dmc.md) from the committed logs of
     its 18 runs: the same tables, byte for byte."""
     committed = os.path.join(ROOT, "results", "dmc_cpu")
-    report_writer.write_report(os.path.join(committed, "runs"),
+    report_writer.write_report(os.path.join(committed, "logs"),
                                str(tmp_path))
     for name in ("report.csv", "per_seed.csv", "aggregates.csv"):
         with open(tmp_path / name) as a, open(
