@@ -42,7 +42,6 @@ import sys
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from absl import app, flags, logging  # noqa: E402
-import jax  # noqa: E402
 from ml_collections import config_flags as ml_config_flags  # noqa: E402
 
 from dqs_jax import agents  # noqa: E402
@@ -91,8 +90,7 @@ _SHARD_SEEDS = flags.DEFINE_boolean(
     "count).")
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Discard a different run found in --workdir.")
-_MATMUL_PRECISION = flags.DEFINE_enum(
-    "matmul_precision", "default", ["default", "high", "highest"],
+_MATMUL_PRECISION = config_flags.define_matmul_precision_flag(
     "JAX's default float32 matmul precision: on recent NVIDIA GPUs "
     "'default' lets XLA use TF32 for float32 matmuls, 'highest' keeps full "
     "float32 (docs/gpu.md); no effect on CPU. Recorded in config.json.")
@@ -180,9 +178,7 @@ def main(argv):
         files.check_writable_dir(settings.workdir)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    if _MATMUL_PRECISION.value != "default":
-        jax.config.update("jax_default_matmul_precision",
-                          _MATMUL_PRECISION.value)
+    config_flags.apply_matmul_precision(_MATMUL_PRECISION.value)
     try:
         summary = training.train(settings, argv=sys.argv)
     except (training.ConfigMismatchError,

@@ -10,7 +10,7 @@ import pytest
 from dqs_jax import agent as dqs_agent
 from dqs_jax import agents
 from dqs_jax import training
-from experiments.configs import dmc, loader
+from experiments.configs import agent_flags, dmc, loader
 
 
 def test_dmc_config_is_the_code_defaults():
@@ -145,3 +145,18 @@ def test_train_loads_and_overrides_a_config(tmp_path):
     # Without --config, nothing changes.
     s = _settings(tmp_path, "--max_steps=9")
     assert s.max_steps == 9 and s.agent_config == dqs_agent.DQSConfig()
+
+
+def test_matmul_precision_is_applied_and_recorded():
+    """`--matmul_precision` (train, device_check): JAX's setting, and what
+    config.json's provenance records."""
+    import jax
+    from dqs_jax.training import provenance
+    try:
+        agent_flags.apply_matmul_precision("highest")
+        assert jax.config.jax_default_matmul_precision == "highest"
+        assert provenance.provenance([])["matmul_precision"] == "highest"
+    finally:
+        agent_flags.apply_matmul_precision("default")
+    assert jax.config.jax_default_matmul_precision is None
+    assert provenance.provenance([])["matmul_precision"] == "default"

@@ -21,4 +21,5 @@ from dqs_jax.training.tracking import WandbSettings
 
 __all__ = ["ConfigMismatchError", "NoIntactCheckpointError",
            "NonFiniteLossError", "Run", "RunSettings", "StopSignals",
-           "agent_config_from_flat", "seed_dir", "train", "WandbSettings", "WorkdirLock", "WorkdirLockedError"]
+           "WandbSettings", "WorkdirLock", "WorkdirLockedError",
+           "agent_config_from_flat", "seed_dir", "train"]

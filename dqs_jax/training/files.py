@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import sys
+import time
 from typing import Any, Dict, Iterable, List, Tuple
 
 VERSIONED_PACKAGES = ("dqs-jax", "jax", "jaxlib", "flax", "optax", "chex",
@@ -100,3 +101,9 @@ def check_writable_dir(path: str) -> None:
     except OSError as e:
         raise ValueError(f"--workdir={path} cannot be created or written: "
                          f"{e.strerror or e}.") from None
+
+
+def now() -> str:
+    """The local time as recorded in config.json and lock files,
+    `YYYY-MM-DD HH:MM:SS TZ`."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")

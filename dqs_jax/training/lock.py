@@ -10,8 +10,9 @@ import fcntl
 import json
 import os
 import socket
-import time
 from typing import Any, Dict, Optional
+
+from dqs_jax.training import files
 
 LOCK_NAME = ".lock"
 
@@ -64,7 +65,7 @@ class WorkdirLock:
     @staticmethod
     def info() -> Dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+                "started": files.now()}
 
     def release(self) -> None:
         if self._file is not None:

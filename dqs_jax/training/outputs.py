@@ -90,8 +90,8 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], overwrite: bool,
                 f"configuration ({listed}). Use another --workdir, or "
                 "--overwrite to discard that run. Only --max_steps may change "
                 "when resuming.")
-        config = {**{k: previous[k] for k in ("restarts",)
-                     if k in previous}, **config}
+        if "restarts" in previous:
+            config = {"restarts": previous["restarts"], **config}
     os.makedirs(workdir, exist_ok=True)
     if "provenance" in config:
         provenance = dict(config["provenance"])

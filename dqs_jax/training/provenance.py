@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from typing import Any, Dict, List, Optional
 
 import jax
@@ -36,10 +35,6 @@ def code_state() -> Dict[str, Any]:
             "diff": _git("diff", "HEAD") if dirty else None}
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def provenance(argv: Optional[List[str]]) -> Dict[str, Any]:
     """Code (commit, dirty), command line, host, JAX backend and devices,
     package versions and start time of this process."""
@@ -48,7 +43,7 @@ def provenance(argv: Optional[List[str]]) -> Dict[str, Any]:
     return {
         "git_commit": code["commit"], "git_dirty": code["dirty"],
         "command": list(argv) if argv is not None else list(sys.argv),
-        "host": socket.gethostname(), "started": now(),
+        "host": socket.gethostname(), "started": files.now(),
         "jax_backend": jax.default_backend(),
         "devices": sorted({d.device_kind for d in devices}),
         "device_count": len(devices),
@@ -64,5 +59,5 @@ def record_restart(workdir: str, step: int) -> None:
     path = os.path.join(workdir, "config.json")
     config = files.read_json(path)
     config.setdefault("restarts", []).append(
-        {"time": now(), "step": step, "host": socket.gethostname()})
+        {"time": files.now(), "step": step, "host": socket.gethostname()})
     files.write_json(path, config)

@@ -6,8 +6,9 @@ evaluation environment, agent state, replay buffer (or rollout) and key.
 Every device call serves all seeds at once (`training.learners`); one seed
 is N = 1, with no seed axis on the device. `Run` holds the phases of a run
 (restore, step, end of episode, evaluate, progress, checkpoint) and writes
-files through `training.outputs` (where they go: `training.layout`); `training.recovery` turns SIGTERM/SIGINT
-into a checkpoint and a clean stop, and skips damaged checkpoints on resume.
+files through `training.outputs` (where they go: `training.layout`);
+`training.recovery` turns SIGTERM/SIGINT into a checkpoint and a clean stop,
+and skips damaged checkpoints on resume.
 
 Outputs: `<workdir>/config.json`, `checkpoints/` (one checkpoint holds every
 seed), and for one seed `metrics.jsonl`, `tensorboard/` and
@@ -27,8 +28,8 @@ import numpy as np
 from dqs_jax import agents
 from dqs_jax.checkpoint import Checkpointer
 from dqs_jax.envs import registry
-from dqs_jax.training import learners, provenance, recovery, tracking
-from dqs_jax.training import files
+from dqs_jax.training import (files, learners, provenance, recovery,
+                              tracking)
 from dqs_jax.training.layout import (checkpoint_tree, new_progress,
                                      prepare_run_workdir, restored_seeds,
                                      seed_dir)

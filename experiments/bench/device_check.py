@@ -28,6 +28,8 @@ from typing import Any, Dict, List
 
 from absl import app, flags
 
+from experiments.configs import agent_flags
+
 _OUT = flags.DEFINE_string("out", "results/device", "Output folder.")
 _TINY = flags.DEFINE_boolean("tiny", False, "Tiny sizes (a CPU smoke run).")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 20_000,
@@ -35,8 +37,7 @@ _ENV_STEPS = flags.DEFINE_integer("env_steps", 20_000,
                                   "the multi-seed loop runs min(1000, this).")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5,
                                   "Seeds of the multi-seed loop.")
-_MATMUL_PRECISION = flags.DEFINE_enum(
-    "matmul_precision", "default", ["default", "high", "highest"],
+_MATMUL_PRECISION = agent_flags.define_matmul_precision_flag(
     "JAX's default float32 matmul precision for the whole check.")
 
 # The paper presets' budgets (experiments/configs/sweeps/paper.py,
@@ -209,12 +210,9 @@ def markdown(result: Dict[str, Any]) -> str:
 def main(argv):
     del argv
     import sys
-    import jax
     from absl import logging
     logging.set_verbosity(logging.WARNING)  # Quiet orbax's INFO lines.
-    jax.config.update("jax_default_matmul_precision",
-                      None if _MATMUL_PRECISION.value == "default"
-                      else _MATMUL_PRECISION.value)
+    agent_flags.apply_matmul_precision(_MATMUL_PRECISION.value)
     from dqs_jax.training import files
     s = sizes(_TINY.value)
     start = time.perf_counter()

@@ -7,7 +7,7 @@ flag is that of the first class that has the field: a binary lists the
 agent it runs first, so that `--help` shows that agent's defaults. The
 same holds for any settings dataclass (`PresetFlags`: the GMM and maze
 settings with their presets). `WandbFlags`: the `--wandb*` flags of the
-binaries that train.
+binaries that train; `--matmul_precision` (`define_matmul_precision_flag`).
 """
 
 import dataclasses
@@ -146,6 +146,10 @@ class PresetFlags:
         # The binary lists them in --help with
         # `flags.adopt_module_key_flags(agent_flags)`.
 
+    def name(self) -> str:
+        """The preset's name, or "config" when a --config file is given."""
+        return self.preset.value if self.config.value is None else "config"
+
     def values(self):
         """`(base, overrides)`: the preset's or config file's fields and the
         field flags set. ValueError for --preset and --config together."""
@@ -187,3 +191,18 @@ class WandbFlags:
                 raise ValueError(f"--{given[0]} needs --wandb.")
             return None
         return WandbSettings(**{k: f.value for k, f in self.fields.items()})
+
+
+def define_matmul_precision_flag(help_text: str):
+    """`--matmul_precision` (default, high, highest): JAX's default float32
+    matmul precision, applied by `apply_matmul_precision`."""
+    return flags.DEFINE_enum("matmul_precision", "default",
+                             ["default", "high", "highest"], help_text)
+
+
+def apply_matmul_precision(value: str) -> None:
+    """Sets `jax_default_matmul_precision` ("default": XLA's own choice,
+    TF32 for float32 matmuls on recent NVIDIA GPUs)."""
+    import jax
+    jax.config.update("jax_default_matmul_precision",
+                      None if value == "default" else value)

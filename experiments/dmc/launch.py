@@ -149,6 +149,11 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(self.root), run)
 
 
+def job_folder(folder: str) -> str:
+    """submitit's folder pattern of job J's logs and pickles, `folder/J`."""
+    return os.path.join(folder, "%j")
+
+
 def make_executor(launcher: str, folder: str, cluster: ClusterSettings,
                   job_name: str):
     """The submitit executor of `launcher` (logs and pickles of job J in
@@ -156,7 +161,7 @@ def make_executor(launcher: str, folder: str, cluster: ClusterSettings,
     Its jobs must import this package: the repository root goes on the
     PYTHONPATH that they inherit (sbatch exports the environment)."""
     import submitit
-    folder = os.path.join(folder, "%j")
+    folder = job_folder(folder)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
              if p]
     if _ROOT not in paths:
@@ -183,7 +188,7 @@ def sbatch_script(folder: str, cluster: ClusterSettings, job_name: str,
     """The sbatch file `--launcher=slurm` submits for `num_runs` runs (a
     job array), as submitit writes it."""
     from submitit.slurm import slurm
-    folder = os.path.join(folder, "%j")
+    folder = job_folder(folder)
     command = " ".join([shlex.quote(sys.executable), "-u -m",
                         "submitit.core._submit", shlex.quote(folder)])
     return slurm._make_sbatch_string(  # pylint: disable=protected-access
@@ -198,8 +203,7 @@ def active_jobs(folder: str, records: Dict[str, str]) -> Dict[str, str]:
     active = {}
     for workdir, job_id in records.items():
         try:
-            state = submitit.SlurmJob(os.path.join(folder, "%j"),
-                                      job_id).state
+            state = submitit.SlurmJob(job_folder(folder), job_id).state
         except Exception:  # pylint: disable=broad-except
             continue
         if state in ACTIVE_STATES:

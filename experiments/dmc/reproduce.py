@@ -156,11 +156,21 @@ def _runs_to_launch(runs: List[Dict], max_steps: int) -> List[Dict]:
     return todo
 
 
+def _submitit_folder() -> str:
+    """Where submitit keeps the sweep's job logs and `jobs.json`."""
+    return os.path.join(os.path.abspath(_WORKDIR.value), "submitit")
+
+
+def _job_name(spec: Dict) -> str:
+    """`dqs-<preset>`: the SLURM job name of the sweep's runs."""
+    return f"dqs-{os.path.splitext(os.path.basename(spec['preset']))[0]}"
+
+
 def _launch_submitit(runs: List[Dict], spec: Dict,
                      cluster: launch.ClusterSettings) -> int:
     """Submits `runs` through submitit; the number of failed runs (0 when
     slurm jobs are left running without --wait)."""
-    folder = os.path.join(os.path.abspath(_WORKDIR.value), "submitit")
+    folder = _submitit_folder()
     records_path = os.path.join(folder, "jobs.json")
     records = (files.read_json(records_path)
                if os.path.exists(records_path) else {})
@@ -173,8 +183,8 @@ def _launch_submitit(runs: List[Dict], spec: Dict,
         runs = [r for r in runs if r["workdir"] not in busy]
     if not runs:
         return 0
-    name = os.path.splitext(os.path.basename(spec["preset"]))[0]
-    executor = launch.make_executor(launcher, folder, cluster, f"dqs-{name}")
+    executor = launch.make_executor(launcher, folder, cluster,
+                                    _job_name(spec))
     jobs = executor.map_array(launch.RunJob(), runs)
     records.update({run["workdir"]: job.job_id
                     for run, job in zip(runs, jobs)})
@@ -219,12 +229,10 @@ def main(argv):
         for run in runs:
             print(" ".join(shlex.quote(c) for c in run["cmd"]))
         if _LAUNCHER.value == "slurm":
-            folder = os.path.join(os.path.abspath(_WORKDIR.value), "submitit")
             print(f"# sbatch file of the job array ({len(runs)} runs, one "
                   "per task):")
-            name = os.path.splitext(os.path.basename(spec["preset"]))[0]
-            print(launch.sbatch_script(folder, cluster, f"dqs-{name}",
-                                       len(runs)))
+            print(launch.sbatch_script(_submitit_folder(), cluster,
+                                       _job_name(spec), len(runs)))
         print(f"{len(runs)} runs", file=sys.stderr)
         return
     if _STATUS.value:

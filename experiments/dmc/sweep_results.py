@@ -74,15 +74,11 @@ def env_id(folder: str, tasks: List[str]) -> str:
     return f"{prefix}:{rest}" if sep else folder
 
 
-def read_curve(path: str) -> Optional[Curve]:
-    """Eval `(steps, returns)` of a metrics.jsonl, sorted by step (the last
-    row of a repeated step wins); None without eval rows."""
-    return read_run(path)[0]
-
-
 def read_run(path: str) -> Tuple[Optional[Curve], Optional[float]]:
-    """`(read_curve(path), wall seconds)`: the wall time is the largest
-    `wall_time` of the log's rows (None without one)."""
+    """`(curve, wall seconds)` of a metrics.jsonl: the eval `(steps,
+    returns)` sorted by step (the last row of a repeated step wins; None
+    without eval rows) and the largest `wall_time` of its rows (None
+    without one)."""
     rows = list(files.MetricsLog(path).rows())
     by_step = {int(r["step"]): float(r["eval_return_mean"])
                for r in rows if r.get("kind") == "eval"}

@@ -265,7 +265,7 @@ def main(argv):
         root, 3 + len(_METHODS.value))
     ground_truth = gmm.sample_gmm(gt_key, s["num_rollouts"])
     bandwidth = metrics.median_heuristic_bandwidth(ground_truth)
-    print(f"GMM-40 experiment, preset {_SETTINGS.preset.value}: {s}", flush=True)
+    print(f"GMM-40 experiment, preset {_SETTINGS.name()}: {s}", flush=True)
 
     results, wall, states, curves = {}, {}, {}, {}
     for method, key in zip(_METHODS.value, method_keys):
@@ -289,7 +289,7 @@ def main(argv):
     baselines = gmm_references.reference_scores(gt_key, ground_truth,
                                                 bandwidth)
     summary = {
-        "preset": _SETTINGS.preset.value if _SETTINGS.config.value is None else "config",
+        "preset": _SETTINGS.name(),
         "settings": s,
         "mmd_bandwidth": float(bandwidth),
         "agent_configs": {m: dataclasses.asdict(agent_config(m, s))

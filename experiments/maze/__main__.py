@@ -151,8 +151,7 @@ def main(argv):
     s = settings()
     workdir = _WORKDIR.value
     os.makedirs(workdir, exist_ok=True)
-    preset = (_SETTINGS.preset.value if _SETTINGS.config.value is None
-              else "config")
+    preset = _SETTINGS.name()
     start = time.time()
     print(f"Maze experiment ({preset}) in {os.path.abspath(workdir)}: {s}",
           flush=True)
