@@ -63,6 +63,10 @@ _MAX_STEPS = flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps,
 _SEED_STEPS = flags.DEFINE_integer(
     "seed_steps", _DEFAULTS.seed_steps,
     "Initial steps with uniform random actions and no updates.")
+_UPDATE_EVERY = flags.DEFINE_integer(
+    "update_every", _DEFAULTS.update_every,
+    "Env steps per learning step after the seed phase (off-policy agents): "
+    "1, the paper's, updates on every step; N > 1 on every N-th step.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
                                    "Transitions per update.")
 _REPLAY_SIZE = flags.DEFINE_integer("replay_size", _DEFAULTS.replay_size,
@@ -119,7 +123,8 @@ _AGENT_FLAGS = config_flags.define_config_flags(CONFIG_CLASSES)
 flags.adopt_module_key_flags(config_flags)  # Listed by --help.
 
 
-_RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _BATCH_SIZE, _REPLAY_SIZE,
+_RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _UPDATE_EVERY,
+              _BATCH_SIZE, _REPLAY_SIZE,
               _EVAL_EVERY, _EVAL_EPISODES, _CHECKPOINT_EVERY, _LOG_INTERVAL,
               _NUM_SEEDS, _SHARD_SEEDS)
 

@@ -151,6 +151,7 @@ def test_config_mismatch_is_refused_unless_overwrite(straight_run, tmp_path):
     (dict(batch_size=-1), "batch_size"),
     (dict(replay_size=0), "replay_size"),
     (dict(seed_steps=-5), "seed_steps"),
+    (dict(update_every=0), "update_every"),
     (dict(agent="ppo2"), "dqs"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path, overrides, match):
@@ -158,6 +159,18 @@ def test_bad_settings_fail_before_any_work(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         training.train(settings(workdir, **overrides))
     assert not workdir.exists()
+
+
+def test_update_every_learns_on_every_nth_step_after_the_seed_phase(
+        straight_run, tmp_path):
+    summary = training.train(settings(tmp_path, update_every=3))
+    # Updates on steps 200, 203, ..., 599: (599 - 200) // 3 + 1.
+    assert summary["num_updates"] == 134
+    assert straight_run[1]["num_updates"] == 400
+    flat = json.load(open(tmp_path / "config.json"))["flat_config"]
+    assert flat["update_every"] == 3
+    straight = json.load(open(straight_run[0] / "config.json"))
+    assert "update_every" not in straight["flat_config"]  # The default.
 
 
 def run_cli(args, **kwargs):

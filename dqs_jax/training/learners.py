@@ -133,17 +133,19 @@ def _off_policy_fns(spec: agents.Agent, act_dim: int, batch_size: int,
 
 
 class OffPolicyLearner(_Learner):
-    """Replay buffers, a shared seed phase, one `train_step` per env step."""
+    """Replay buffers, a shared seed phase, then one `train_step` every
+    `update_every` env steps (on steps `seed_steps + k * update_every`)."""
 
     data_name = "replay"
 
     def __init__(self, spec: agents.Agent, agent_config: Any, obs_dim: int,
                  act_dim: int, replay_size: int, batch_size: int,
-                 seed_steps: int, num_seeds: int = 1, shard: bool = False):
+                 seed_steps: int, num_seeds: int = 1, shard: bool = False,
+                 update_every: int = 1):
         del agent_config
         super().__init__(spec, num_seeds, shard)
         self.act_dim, self.batch_size = act_dim, batch_size
-        self.seed_steps = seed_steps
+        self.seed_steps, self.update_every = seed_steps, update_every
         buffer = replay.init(replay_size, obs_dim, act_dim)
         self.data = (self.place(stack_trees([buffer] * num_seeds))
                      if self.stacked else buffer)
@@ -177,12 +179,14 @@ class OffPolicyLearner(_Learner):
     def observe(self, states: Any, transitions: Batch, dones: np.ndarray,
                 extras: Optional[PolicyStep], keys: np.ndarray, env_step: int
                 ) -> Tuple[Any, Optional[Dict[str, np.ndarray]]]:
-        """Stores the transitions `[N, ...]`; after the seed phase, one
-        learning step per seed (metrics `{name: [N]}` on the host)."""
+        """Stores the transitions `[N, ...]`; after the seed phase, on
+        every `update_every`-th step, one learning step per seed (metrics
+        `{name: [N]}` on the host; None on steps without one)."""
         del dones, extras
         if not self.stacked:
             transitions, keys = _first(transitions), keys[0]
-        if env_step < self.seed_steps:
+        if (env_step < self.seed_steps
+                or (env_step - self.seed_steps) % self.update_every):
             self.data = self._insert(self.data, transitions)
             return states, None
         states, self.data, metrics = self._train_step(states, self.data,
@@ -213,8 +217,10 @@ class OnPolicyLearner(_Learner):
 
     def __init__(self, spec: agents.Agent, agent_config: Any, obs_dim: int,
                  act_dim: int, replay_size: int, batch_size: int,
-                 seed_steps: int, num_seeds: int = 1, shard: bool = False):
-        del replay_size, batch_size, seed_steps  # Off-policy settings.
+                 seed_steps: int, num_seeds: int = 1, shard: bool = False,
+                 update_every: int = 1):
+        # Off-policy settings.
+        del replay_size, batch_size, seed_steps, update_every
         super().__init__(spec, num_seeds, shard)
         # Rollouts live on the host, `[T, ...]` (N = 1) or `[N, T, ...]`.
         self.time_axis = 1 if self.stacked else 0
@@ -295,8 +301,9 @@ def store_step(data: Dict[str, Any], transition: Batch, done: Any,
 
 def make_learner(spec: agents.Agent, agent_config: Any, obs_dim: int,
                  act_dim: int, replay_size: int, batch_size: int,
-                 seed_steps: int, num_seeds: int = 1, shard: bool = False):
+                 seed_steps: int, num_seeds: int = 1, shard: bool = False,
+                 update_every: int = 1):
     """The learner that fits `spec` (on- or off-policy) for `num_seeds`."""
     cls = OnPolicyLearner if spec.on_policy else OffPolicyLearner
     return cls(spec, agent_config, obs_dim, act_dim, replay_size, batch_size,
-               seed_steps, num_seeds, shard)
+               seed_steps, num_seeds, shard, update_every)

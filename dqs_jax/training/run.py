@@ -66,7 +66,7 @@ class Run:
         self.learner = learners.make_learner(
             self.spec, agent_config, self.obs_dim, self.act_dim,
             s.replay_size, s.batch_size, s.seed_steps, s.num_seeds,
-            s.shard_seeds)
+            s.shard_seeds, s.update_every)
         self.state = self.learner.init_states([
             self.spec.init(agent_config, self.obs_dim, self.act_dim, k[0])
             for k in keys])

@@ -17,8 +17,9 @@ RESUMABLE_CHANGES = ("max_steps", "log_interval", "shard_seeds")
 class RunSettings:
     """One run: env, agent (and its config), budget, evaluation, outputs.
 
-    `seed_steps` and `replay_size` apply to off-policy agents; on-policy
-    agents (PPO) act with their own policy from the first step.
+    `seed_steps`, `replay_size` and `update_every` apply to off-policy
+    agents; on-policy agents (PPO) act with their own policy from the first
+    step.
     `num_seeds > 1` trains seeds `seed, ..., seed + num_seeds - 1` in one
     process (one vmapped device call per step for all of them).
     """
@@ -28,6 +29,10 @@ class RunSettings:
     seed: int = 0
     max_steps: int = 250_000
     seed_steps: int = 10_000
+    # Env steps per learning step after the seed phase: 1 (the paper's) is
+    # one update per env step; N > 1 updates on every N-th step only (a
+    # replay ratio of 1/N: more experience for the same number of updates).
+    update_every: int = 1
     batch_size: int = 256
     replay_size: int = 250_000
     eval_every: int = 10_000
@@ -47,7 +52,7 @@ class RunSettings:
         """Raises ValueError naming the first bad setting."""
         registry.validate_env_name(self.env)
         agents.get_agent(self.agent)
-        for name in ("max_steps", "batch_size", "replay_size", "eval_every",
+        for name in ("max_steps", "update_every", "batch_size", "replay_size", "eval_every",
                      "eval_episodes", "checkpoint_every", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got "
@@ -73,8 +78,9 @@ class RunSettings:
 
     def flat_config(self) -> Dict[str, Any]:
         """Run settings and agent hyper-parameters in one flat dict
-        (`num_seeds` and `shard_seeds` only where not 1 / False, so that
-        one-seed workdirs of earlier versions still resume)."""
+        (`num_seeds`, `shard_seeds` and `update_every` only where not
+        their defaults, so that workdirs of earlier versions still
+        resume)."""
         run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("agent_config", "workdir", "overwrite",
                                  "wandb")}
@@ -82,6 +88,8 @@ class RunSettings:
             del run["num_seeds"]
         if not self.shard_seeds:
             del run["shard_seeds"]
+        if self.update_every == 1:
+            del run["update_every"]
         hyper = dataclasses.asdict(self.resolved_agent_config())
         return {**run, **hyper}
 

@@ -9,7 +9,7 @@ from dqs_jax import agents
 from dqs_jax import training
 
 ENV = "maze:two-goal"
-_POSITIVE = ("num_seeds", "max_steps", "batch_size", "replay_size",
+_POSITIVE = ("num_seeds", "max_steps", "update_every", "batch_size", "replay_size",
              "hidden_dim", "num_mc_samples", "eval_episodes",
              "train_eval_every", "train_eval_episodes")
 _FLOATS = ("init_temperature", "final_temperature")
@@ -65,6 +65,8 @@ class MazeSettings:
     max_steps: int = _field(25_000, "Environment steps per run.")
     seed_steps: int = _field(2_000, "Initial uniform-random steps (no "
                              "updates) per run.")
+    update_every: int = _field(1, "Env steps per learning step after the "
+                               "seed phase (1: one update per step).")
     batch_size: int = _field(128, "Transitions per update.")
     replay_size: int = _field(25_000, "Replay buffer capacity.")
     hidden_dim: int = _field(128, "Width of the 2 hidden layers of every "
@@ -150,7 +152,8 @@ def run_settings(method: str, seed: int, s: Mapping[str, Any],
     every = int(s["train_eval_every"])
     return training.RunSettings(
         env=ENV, agent=method, seed=seed, max_steps=s["max_steps"],
-        seed_steps=s["seed_steps"], batch_size=s["batch_size"],
+        seed_steps=s["seed_steps"], update_every=s["update_every"],
+        batch_size=s["batch_size"],
         replay_size=s["replay_size"], eval_every=every,
         eval_episodes=s["train_eval_episodes"], checkpoint_every=every,
         log_interval=every, workdir=run_dir(workdir, method, seed),
