@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from dqs_jax import agent as dqs_agent
 from dqs_jax.envs import maze_geometry
 from dqs_jax.envs.base import StepResult
+from experiments.maze import critic_spread
 from experiments.maze import rollouts as maze_rollouts
 from experiments.maze import settings as maze_settings
 from experiments.configs import loader
@@ -22,20 +25,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_presets_resolve_and_overrides_apply():
-    s = maze_settings.resolve(PRESETS["cpu"], {"max_steps": 9_000,
+    s = maze_settings.resolve(PRESETS["cpu"], {"max_steps": 19_000,
                                                "num_seeds": None,
                                                "agents": ["dqs"]})
-    assert s["max_steps"] == 9_000 and s["agents"] == ("dqs",)
+    assert s["max_steps"] == 19_000 and s["agents"] == ("dqs",)
     assert s["num_seeds"] == PRESETS["cpu"]["num_seeds"]  # None: unset.
     paper = maze_settings.resolve(PRESETS["paper"])
     assert paper["agents"] == ("dqs", "sac", "qsm", "dacer", "dipo")
     assert (paper["init_temperature"], paper["final_temperature"],
             paper["temperature_anneal_steps"]) == (10.0, 1.0, 240_000)
-    # Every preset's anneal ends on its last update: it reaches the final
-    # temperature, not a point on the way.
-    for preset in PRESETS.values():
-        assert preset["temperature_anneal_steps"] == (
-            preset["max_steps"] - preset["seed_steps"])
+    # Every preset reaches its final temperature: the paper's on its last
+    # update, the cpu preset's before its last 20k updates, then held.
+    def updates(preset):
+        return -(-(preset["max_steps"] - preset["seed_steps"])
+                 // preset["update_every"])
+    assert PRESETS["paper"]["temperature_anneal_steps"] == updates(
+        PRESETS["paper"])
+    assert PRESETS["cpu"]["temperature_anneal_steps"] == (
+        updates(PRESETS["cpu"]) - 20_000)
     assert maze_settings.resolve(PRESETS["cpu"], {"agents": "sac,td3"})[
         "agents"] == ("sac", "td3")
 
@@ -46,7 +53,9 @@ def test_presets_resolve_and_overrides_apply():
     ({"agents": []}, "at least one agent"),
     ({"agents": ["sac", "sac"]}, "twice"),
     ({"num_seeds": 0}, "--num_seeds must be >= 1"),
-    ({"seed_steps": 25_000}, r"--seed_steps must be in \[0, --max_steps\)"),
+    ({"seed_steps": 150_000},
+     r"--seed_steps must be in \[0, --max_steps\)"),
+    ({"update_every": 0}, "--update_every must be >= 1"),
     ({"init_temperature": 0.0}, "--init_temperature must be > 0"),
     ({"temperature_anneal_steps": -1}, "--temperature_anneal_steps must be"),
     ({"plot_episodes": -1}, "--plot_episodes must be >= 0"),
@@ -62,16 +71,19 @@ def test_agent_configs_and_run_settings(tmp_path):
     dqs = maze_settings.agent_config("dqs", s)
     assert dqs.hidden_dims == dqs.critic_hidden_dims == (64, 64)
     assert (dqs.num_mc_samples, dqs.init_temperature, dqs.final_temperature,
-            dqs.temperature_anneal_steps) == (32, 10.0, 1.0, 23_000)
+            dqs.temperature_anneal_steps) == (32, 10.0, 0.1, 15_000)
     assert float(dqs.temperature(0)) == pytest.approx(10.0)
-    assert float(dqs.temperature(23_000)) == pytest.approx(1.0)
+    assert float(dqs.temperature(7_500)) == pytest.approx(1.0)
+    assert float(dqs.temperature(15_000)) == pytest.approx(0.1)
+    assert float(dqs.temperature(35_000)) == pytest.approx(0.1)  # Held.
     sac = maze_settings.agent_config("sac", s)
     assert sac.hidden_dims == (64, 64) and sac.init_temperature == 1.0
     run = maze_settings.run_settings("sac", 2, s, str(tmp_path))
     assert run.workdir == str(tmp_path / "runs" / "sac" / "seed_2")
     assert (run.env, run.agent, run.seed, run.max_steps, run.seed_steps,
-            run.batch_size, run.eval_every, run.eval_episodes) == (
-        "maze:two-goal", "sac", 2, 25_000, 2_000, 128, 5_000, 4)
+            run.update_every, run.batch_size, run.eval_every,
+            run.eval_episodes) == (
+        "maze:two-goal", "sac", 2, 150_000, 10_000, 4, 128, 10_000, 4)
     run.validate()
 
 
@@ -205,3 +217,24 @@ def test_maze_experiment_end_to_end_and_rerun(tmp_path):
     for method in ("dqs", "sac"):
         assert (rerun["methods"][method]["seeds"]
                 == results["methods"][method]["seeds"])
+
+
+def test_q_spread_is_the_range_of_the_ensemble_min_over_the_grid():
+    config = dqs_agent.DQSConfig(hidden_dims=(16, 16),
+                                 critic_hidden_dims=(16, 16), embed_dim=8,
+                                 init_temperature=0.3)
+    state = dqs_agent.init(config, 4, 2, jax.random.PRNGKey(0))
+    grid = critic_spread.action_grid(5)
+    assert grid.shape == (25, 2) and grid.min() == -1 and grid.max() == 1
+    obs = np.array([0.5, -1.0, 0.2, 0.0], np.float32)
+    q = dqs_agent.critic_network(config).apply(
+        state.critic_params, np.tile(obs, (25, 1)), grid).min(-1)
+    assert critic_spread.q_spread(state, obs, 5) == pytest.approx(
+        float(q.max() - q.min()), rel=1e-5)
+    # A critic whose output layer is zero is flat in the action.
+    flat = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 0 if "Dense_2" in jax.tree_util.keystr(path)
+        else x, state.critic_params)
+    described = critic_spread.describe(state.replace(critic_params=flat))
+    assert described == {"final_temperature": pytest.approx(0.3),
+                         "q_spread_at_start": 0.0}

@@ -20,17 +20,20 @@ record the ball's path; `experiments.maze_summary` counts the goal each
 episode reached first and, for the top-left goal, the route it came by.
 
 Writes under `--workdir`: results.json (per agent and seed: goal counts and
-fractions, top-left route counts and fractions, returns; per agent: mean ±
-std over seeds (ddof 0); the settings, agent configs, wall times),
+fractions, top-left route counts and fractions, returns, and for DQS its
+final temperature and the spread of its critic over the actions at the
+start, `critic_spread`; per agent: mean ± std over seeds (ddof 0); the
+settings, agent configs, wall times),
 maze_trajectories.npz (every path, goal and return) and
 maze_trajectories.png (one panel per agent, seed 0's first
 `--plot_episodes` paths coloured by first goal, fractions under each).
 
 Presets are config files in `experiments/configs/maze/` (every field of
-`MazeSettings` is also a flag): `cpu` (DQS and SAC, 3 seeds, 25k steps at
-CPU sizes, DQS's temperature annealed 10 -> 1 over its updates) and
-`paper` (DQS and the four baselines of the paper's figure at the paper's
-sizes, for a GPU). How the cpu preset was sized: docs/results/maze.md.
+`MazeSettings` is also a flag): `cpu` (DQS and the four baselines of the
+paper's figure, 3 seeds, 150k steps with one update every 4 at CPU sizes,
+DQS's temperature annealed 10 -> 0.1 over 15k updates, then held) and
+`paper` (the same agents at the paper's sizes, 250k steps with one update
+per step, for a GPU). How the cpu preset was chosen: docs/results/maze.md.
 
 Agents: any registered off-policy agent (`--agents=dqs,sac,qsm,dacer,dipo,
 td3,ddpg`); on-policy PPO is refused. The DQS temperature flags apply to
@@ -51,6 +54,7 @@ import numpy as np  # noqa: E402
 from dqs_jax import agents  # noqa: E402
 from dqs_jax import training  # noqa: E402
 from dqs_jax.training import files  # noqa: E402
+from experiments.maze import critic_spread  # noqa: E402
 from experiments.maze import plots as maze_plots  # noqa: E402
 from experiments.maze import rollouts as maze_rollouts  # noqa: E402
 from experiments.maze import settings as maze_settings  # noqa: E402
@@ -161,6 +165,9 @@ def main(argv):
         states, seconds = train_runs(method, s, start)
         eval_start = time.time()
         episodes[method], summaries = evaluate_runs(method, states, envs)
+        if method == "dqs":
+            for summary, state in zip(summaries, states):
+                summary.update(critic_spread.describe(state))
         agg = maze_summary.aggregate(summaries)
         methods[method] = {
             "seeds": {str(i): x for i, x in enumerate(summaries)},

@@ -9,8 +9,8 @@ from dqs_jax import agents
 from dqs_jax import training
 
 ENV = "maze:two-goal"
-_POSITIVE = ("num_seeds", "max_steps", "update_every", "batch_size", "replay_size",
-             "hidden_dim", "num_mc_samples", "eval_episodes",
+_POSITIVE = ("num_seeds", "max_steps", "update_every", "batch_size",
+             "replay_size", "hidden_dim", "num_mc_samples", "eval_episodes",
              "train_eval_every", "train_eval_episodes")
 _FLOATS = ("init_temperature", "final_temperature")
 
@@ -30,7 +30,7 @@ def validate(s: Mapping[str, Any]) -> None:
     if on_policy:
         raise ValueError(
             f"--agents: {on_policy} on-policy; the maze experiment compares "
-            "off-policy agents (replay, seed phase, one update per env "
+            "off-policy agents (replay, seed phase, updates between env "
             "step) with equal budgets.")
     for name in _POSITIVE:
         if int(s[name]) < 1:
@@ -53,38 +53,40 @@ def _field(default, help_text: str):
 @dataclasses.dataclass(frozen=True)
 class MazeSettings:
     """What a maze experiment runs; the defaults are the `cpu` preset (2
-    CPU cores, about 50 minutes for DQS and SAC: DQS anneals its
-    temperature 10 -> 1 over exactly its updates, `max_steps -
-    seed_steps`). Presets are config files in `experiments/configs/maze/`.
-    Validated on construction (ValueError naming the flag)."""
+    CPU cores): DQS and the four baselines of the paper's figure, 150k env
+    steps with one update every 4 (35k updates after 10k seed steps),
+    DQS's temperature annealed 10 -> 0.1 over 15k updates, then held
+    (docs/results/maze.md says how this was chosen). Presets are config
+    files in `experiments/configs/maze/`. Validated on construction
+    (ValueError naming the flag)."""
 
     agents: Tuple[str, ...] = _field(
-        ("dqs", "sac"), "Agents to train (off-policy only), with equal "
+        ("dqs", "sac", "qsm", "dacer", "dipo"), "Agents to train (off-policy only), with equal "
         "budgets.")
     num_seeds: int = _field(3, "Seeds per agent: 0, 1, ..., num_seeds - 1.")
-    max_steps: int = _field(25_000, "Environment steps per run.")
-    seed_steps: int = _field(2_000, "Initial uniform-random steps (no "
+    max_steps: int = _field(150_000, "Environment steps per run.")
+    seed_steps: int = _field(10_000, "Initial uniform-random steps (no "
                              "updates) per run.")
-    update_every: int = _field(1, "Env steps per learning step after the "
+    update_every: int = _field(4, "Env steps per learning step after the "
                                "seed phase (1: one update per step).")
     batch_size: int = _field(128, "Transitions per update.")
-    replay_size: int = _field(25_000, "Replay buffer capacity.")
+    replay_size: int = _field(100_000, "Replay buffer capacity.")
     hidden_dim: int = _field(128, "Width of the 2 hidden layers of every "
                              "actor and critic.")
     num_mc_samples: int = _field(32, "DQS's K, Monte Carlo samples of the "
                                  "score estimate.")
     init_temperature: float = _field(10.0, "DQS's temperature at update 0.")
-    final_temperature: float = _field(1.0, "DQS's temperature after "
+    final_temperature: float = _field(0.1, "DQS's temperature after "
                                       "temperature_anneal_steps.")
     temperature_anneal_steps: int = _field(
-        23_000, "Updates over which DQS's temperature goes log-linearly "
+        15_000, "Updates over which DQS's temperature goes log-linearly "
         "from init to final (0: constant init_temperature).")
     eval_episodes: int = _field(100, "Stochastic evaluation episodes per "
                                 "agent and seed after training.")
     plot_episodes: int = _field(30, "Trajectories drawn per panel (seed "
                                 "0's first ones).")
     train_eval_every: int = _field(
-        5_000, "Env steps between the runs' deterministic evaluations, "
+        10_000, "Env steps between the runs' deterministic evaluations, "
         "checkpoints and progress lines.")
     train_eval_episodes: int = _field(4, "Episodes per deterministic "
                                       "evaluation during training.")

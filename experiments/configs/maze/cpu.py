@@ -1,6 +1,8 @@
-"""The maze at CPU scale (the `MazeSettings` defaults): DQS and SAC, 3
-seeds, 25k steps, 128-unit networks, K = 32, DQS's temperature annealed
-10 -> 1 over all its updates (wall times: docs/results/maze.md)."""
+"""The maze at CPU scale (the `MazeSettings` defaults): DQS, SAC, QSM,
+DACER and DIPO, 3 seeds, 150k env steps with one update every 4 after 10k
+seed steps (35k updates), 128-unit networks, K = 32, DQS's temperature
+annealed 10 -> 0.1 over 15k updates and held for the last 20k (how it was
+chosen and wall times: docs/results/maze.md)."""
 
 from experiments.configs.loader import as_config
 from experiments.maze.settings import MazeSettings

@@ -1,7 +1,8 @@
 """The maze as the paper runs it (a GPU): DQS and the four baselines of
-its figure, 5 seeds, 250k steps, every agent's own network widths and DQS's
-K, the authors' temperature schedule (10 -> 1), ending at 1 on the run's
-last update (250k steps less 10k seed steps = 240k updates)."""
+its figure, 5 seeds, 250k steps with one update per step, every agent's
+own network widths and DQS's K, the authors' temperature schedule
+(10 -> 1), ending at 1 on the run's last update (250k steps less 10k seed
+steps = 240k updates)."""
 
 from dqs_jax.dqs_config import DQSConfig
 from experiments.configs.loader import as_config
@@ -12,7 +13,7 @@ def get_config():
     dqs = DQSConfig()
     return as_config(MazeSettings(
         agents=("dqs", "sac", "qsm", "dacer", "dipo"), num_seeds=5,
-        max_steps=250_000, seed_steps=10_000, batch_size=256,
+        max_steps=250_000, seed_steps=10_000, update_every=1, batch_size=256,
         replay_size=250_000, hidden_dim=dqs.hidden_dims[0],
         num_mc_samples=dqs.num_mc_samples, init_temperature=10.0,
         final_temperature=1.0, temperature_anneal_steps=240_000,
