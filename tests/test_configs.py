@@ -39,6 +39,11 @@ def test_gmm_presets_are_files_of_the_settings_dataclass():
         GMMSettings())
     paper = GMMSettings(**loader.load_preset("gmm", "paper"))
     assert (paper.num_mc_samples, paper.num_steps) == (1000, 200_000)
+    # The paper's discount; the cpu preset's shorter horizon and its
+    # temperature (docs/results/gmm.md).
+    assert (paper.discount, paper.dqs_temperature) == (0.99, 30.0)
+    assert (GMMSettings().discount, GMMSettings().dqs_temperature) == (
+        0.9, 10.0)
     with pytest.raises(ValueError, match="unknown preset 'tpu'"):
         loader.load_preset("gmm", "tpu")
     with pytest.raises(ValueError, match="--seed_steps"):

@@ -35,14 +35,14 @@ def test_presets_resolve_and_overrides_apply():
     assert (paper["init_temperature"], paper["final_temperature"],
             paper["temperature_anneal_steps"]) == (10.0, 1.0, 240_000)
     # Every preset reaches its final temperature: the paper's on its last
-    # update, the cpu preset's before its last 20k updates, then held.
+    # update, the cpu preset's before its last 7.5k updates, then held.
     def updates(preset):
         return -(-(preset["max_steps"] - preset["seed_steps"])
                  // preset["update_every"])
     assert PRESETS["paper"]["temperature_anneal_steps"] == updates(
         PRESETS["paper"])
     assert PRESETS["cpu"]["temperature_anneal_steps"] == (
-        updates(PRESETS["cpu"]) - 20_000)
+        updates(PRESETS["cpu"]) - 7_500)
     assert maze_settings.resolve(PRESETS["cpu"], {"agents": "sac,td3"})[
         "agents"] == ("sac", "td3")
 
@@ -75,7 +75,7 @@ def test_agent_configs_and_run_settings(tmp_path):
     assert float(dqs.temperature(0)) == pytest.approx(10.0)
     assert float(dqs.temperature(7_500)) == pytest.approx(1.0)
     assert float(dqs.temperature(15_000)) == pytest.approx(0.1)
-    assert float(dqs.temperature(35_000)) == pytest.approx(0.1)  # Held.
+    assert float(dqs.temperature(22_500)) == pytest.approx(0.1)  # Held.
     sac = maze_settings.agent_config("sac", s)
     assert sac.hidden_dims == (64, 64) and sac.init_temperature == 1.0
     run = maze_settings.run_settings("sac", 2, s, str(tmp_path))
@@ -83,7 +83,7 @@ def test_agent_configs_and_run_settings(tmp_path):
     assert (run.env, run.agent, run.seed, run.max_steps, run.seed_steps,
             run.update_every, run.batch_size, run.eval_every,
             run.eval_episodes) == (
-        "maze:two-goal", "sac", 2, 150_000, 10_000, 4, 128, 10_000, 4)
+        "maze:two-goal", "sac", 2, 100_000, 10_000, 4, 128, 10_000, 4)
     run.validate()
 
 

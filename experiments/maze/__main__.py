@@ -30,7 +30,7 @@ maze_trajectories.png (one panel per agent, seed 0's first
 
 Presets are config files in `experiments/configs/maze/` (every field of
 `MazeSettings` is also a flag): `cpu` (DQS and the four baselines of the
-paper's figure, 3 seeds, 150k steps with one update every 4 at CPU sizes,
+paper's figure, 3 seeds, 100k steps with one update every 4 at CPU sizes,
 DQS's temperature annealed 10 -> 0.1 over 15k updates, then held) and
 `paper` (the same agents at the paper's sizes, 250k steps with one update
 per step, for a GPU). How the cpu preset was chosen: docs/results/maze.md.

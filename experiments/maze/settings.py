@@ -53,8 +53,8 @@ def _field(default, help_text: str):
 @dataclasses.dataclass(frozen=True)
 class MazeSettings:
     """What a maze experiment runs; the defaults are the `cpu` preset (2
-    CPU cores): DQS and the four baselines of the paper's figure, 150k env
-    steps with one update every 4 (35k updates after 10k seed steps),
+    CPU cores): DQS and the four baselines of the paper's figure, 100k env
+    steps with one update every 4 (22.5k updates after 10k seed steps),
     DQS's temperature annealed 10 -> 0.1 over 15k updates, then held
     (docs/results/maze.md says how this was chosen). Presets are config
     files in `experiments/configs/maze/`. Validated on construction
@@ -64,7 +64,7 @@ class MazeSettings:
         ("dqs", "sac", "qsm", "dacer", "dipo"), "Agents to train (off-policy only), with equal "
         "budgets.")
     num_seeds: int = _field(3, "Seeds per agent: 0, 1, ..., num_seeds - 1.")
-    max_steps: int = _field(150_000, "Environment steps per run.")
+    max_steps: int = _field(100_000, "Environment steps per run.")
     seed_steps: int = _field(10_000, "Initial uniform-random steps (no "
                              "updates) per run.")
     update_every: int = _field(4, "Env steps per learning step after the "
