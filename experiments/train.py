@@ -124,9 +124,8 @@ flags.adopt_module_key_flags(config_flags)  # Listed by --help.
 
 
 _RUN_FLAGS = (_ENV, _SEED, _MAX_STEPS, _SEED_STEPS, _UPDATE_EVERY,
-              _BATCH_SIZE, _REPLAY_SIZE,
-              _EVAL_EVERY, _EVAL_EPISODES, _CHECKPOINT_EVERY, _LOG_INTERVAL,
-              _NUM_SEEDS, _SHARD_SEEDS)
+              _BATCH_SIZE, _REPLAY_SIZE, _EVAL_EVERY, _EVAL_EPISODES,
+              _CHECKPOINT_EVERY, _LOG_INTERVAL, _NUM_SEEDS, _SHARD_SEEDS)
 
 
 def _from_config():

@@ -52,8 +52,9 @@ class RunSettings:
         """Raises ValueError naming the first bad setting."""
         registry.validate_env_name(self.env)
         agents.get_agent(self.agent)
-        for name in ("max_steps", "update_every", "batch_size", "replay_size", "eval_every",
-                     "eval_episodes", "checkpoint_every", "log_interval"):
+        for name in ("max_steps", "update_every", "batch_size", "replay_size",
+                     "eval_every", "eval_episodes", "checkpoint_every",
+                     "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got "
                                  f"{getattr(self, name)}.")
